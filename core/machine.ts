@@ -1,0 +1,124 @@
+/**
+ * A Machine owns one CPU, its physical memory, the I/O bus, the clock and the devices. Hosts (node/, web/)
+ * create it, load firmware or a kernel into it, and call run() in slices, yielding to their event loop in
+ * between. Devices end the run by calling stop() (isa-debug-exit, ACPI power-off, a triple fault in
+ * no-reboot mode).
+ */
+import { Clock } from './clock';
+import { Cpu } from './cpu';
+import './ops/index';
+import { IoBus } from './iobus';
+import { Memory } from './memory';
+
+export interface MachineOptions {
+  /** RAM size in bytes */
+  memSize: number;
+  /** time follows the instruction count (reproducible runs) */
+  deterministic?: boolean;
+  /** a guest reset (triple fault, keyboard-controller reset, ACPI reset) ends the run instead */
+  noReboot?: boolean;
+}
+
+export type StopReason =
+  | { kind: 'exit'; code: number; message?: string }
+  | { kind: 'poweroff' }
+  | { kind: 'halted'; message: string }
+  | { kind: 'triple-fault'; message: string }
+  | { kind: 'reset'; message: string }
+  | { kind: 'instruction-limit' }
+  | { kind: 'error'; message: string };
+
+/** A device plugged into the machine: it registers its ports / MMIO in its constructor or attach(). */
+export interface Device {
+  readonly name: string;
+  reset?(): void;
+  saveState?(): unknown;
+  loadState?(state: unknown): void;
+}
+
+export class Machine {
+  readonly mem: Memory;
+  readonly io: IoBus;
+  readonly cpu: Cpu;
+  readonly clock: Clock;
+  readonly devices: Device[] = [];
+  readonly options: MachineOptions;
+  stopReason: StopReason | null = null;
+
+  constructor(options: MachineOptions) {
+    this.options = options;
+    this.mem = new Memory(options.memSize);
+    this.io = new IoBus();
+    this.clock = new Clock(!!options.deterministic);
+    this.cpu = new Cpu(this.mem, this.io);
+    this.clock.instructions = () => this.cpu.instructionCount;
+    this.cpu.onShutdown = (why) => this.guestReset(`triple fault: ${why}`, true);
+  }
+
+  addDevice<T extends Device>(dev: T): T {
+    this.devices.push(dev);
+    return dev;
+  }
+
+  /** Ends the run (the host's loop sees stopReason and stops calling run). The first reason wins. */
+  stop(reason: StopReason): void {
+    if (!this.stopReason) this.stopReason = reason;
+    this.cpu.requestExit();
+  }
+
+  /** A guest-initiated reset (triple fault, port 0x64/0xCF9, ACPI): resets, or stops with --no-reboot. */
+  guestReset(message: string, tripleFault = false): void {
+    if (this.options.noReboot) {
+      this.stop(tripleFault ? { kind: 'triple-fault', message } : { kind: 'reset', message });
+      return;
+    }
+    this.reset();
+  }
+
+  reset(): void {
+    this.cpu.reset();
+    this.mem.setA20(true);
+    for (const d of this.devices) d.reset?.();
+  }
+
+  /**
+   * Runs at most `maxInstructions` instructions, firing due timers along the way. Returns the number
+   * retired. Returns early when the machine stops, or when the CPU halts and no timer is due before
+   * the slice's end (the host then waits for a timer or input).
+   */
+  run(maxInstructions: number): number {
+    let done = 0;
+    const clock = this.clock;
+    while (done < maxInstructions && !this.stopReason) {
+      clock.runDue();
+      if (this.stopReason) break;
+      let budget = maxInstructions - done;
+      if (clock.deterministic) {
+        const next = clock.nextDeadline();
+        if (next !== Infinity) {
+          const until = Math.ceil((next - clock.now()) / clock.nsPerInstruction);
+          budget = Math.max(1, Math.min(budget, until));
+        }
+      }
+      const n = this.cpu.run(budget);
+      done += n;
+      if (this.cpu.halted) {
+        if (!this.cpu.canWake()) {
+          if (clock.nextDeadline() === Infinity) {
+            this.stop({ kind: 'halted', message: 'the CPU halted with interrupts disabled' });
+          }
+          if (!clock.deterministic) break;
+        }
+        if (clock.deterministic) {
+          // time jumps to the next timer while halted
+          const next = clock.nextDeadline();
+          if (next === Infinity) break;
+          clock.advance(next - clock.now());
+        } else {
+          break;
+        }
+      }
+    }
+    return done;
+  }
+}

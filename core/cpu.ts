@@ -1125,6 +1125,12 @@ export class Cpu {
     return a >>> 0;
   }
 
+  /** decodes a memory ModRM operand and returns its linear address, checked for a write of len bytes */
+  eaLinW(modrm: number, len: number): number {
+    const off = this.ea(modrm);
+    return this.linW(this.eaSeg, off, len);
+  }
+
   // ---- register access by number ----
 
   getReg8(n: number): number {
@@ -1160,15 +1166,24 @@ export class Cpu {
   }
   writeRm8(modrm: number, v: number): void {
     if (modrm >= 0xc0) this.r8[R8_INDEX[modrm & 7]] = v;
-    else this.write8(this.eaSeg, this.ea(modrm), v);
+    else {
+      const off = this.ea(modrm);
+      this.write8(this.eaSeg, off, v);
+    }
   }
   writeRm16(modrm: number, v: number): void {
     if (modrm >= 0xc0) this.r16[(modrm & 7) << 1] = v;
-    else this.write16(this.eaSeg, this.ea(modrm), v);
+    else {
+      const off = this.ea(modrm);
+      this.write16(this.eaSeg, off, v);
+    }
   }
   writeRm32(modrm: number, v: number): void {
     if (modrm >= 0xc0) this.regs[modrm & 7] = v;
-    else this.write32(this.eaSeg, this.ea(modrm), v);
+    else {
+      const off = this.ea(modrm);
+      this.write32(this.eaSeg, off, v);
+    }
   }
 
   // =====================================================================================

@@ -13,6 +13,8 @@
  * - the video-mode request (flag bit 2) is ignored (there is no framebuffer information to give);
  * - CS = 0x10 and DS/ES/FS/GS/SS = 0x18, backed by a small GDT written next to the information
  *   structure, so a kernel that reloads its segment registers before installing its own GDT still works.
+ * - the information structure has the fields QEMU fills (flags 0x24F: memory, boot device 0x8000FFFF,
+ *   command line, zero modules, memory map, boot loader name).
  * The command line is passed verbatim (QEMU passes "<kernel file> <append>"; the CLI builds that).
  */
 import type { Cpu } from '../cpu';
@@ -33,7 +35,9 @@ const MBH_SUPPORTED_REQUIREMENTS = MBH_PAGE_ALIGN | MBH_MEMORY_INFO | MBH_VIDEO_
 
 // information structure flags
 export const MBI_FLAG_MEMORY = 1 << 0;
+export const MBI_FLAG_BOOT_DEVICE = 1 << 1;
 export const MBI_FLAG_CMDLINE = 1 << 2;
+export const MBI_FLAG_MODS = 1 << 3;
 export const MBI_FLAG_MMAP = 1 << 6;
 export const MBI_FLAG_LOADER_NAME = 1 << 9;
 
@@ -335,7 +339,14 @@ export function loadMultiboot(target: MultibootTarget, image: Uint8Array, option
   const info = base + offInfo;
   const dv = new DataView(m.buffer, m.byteOffset, m.byteLength);
   const put = (off: number, v: number): void => dv.setUint32(off, v >>> 0, true);
-  put(info + MBI.flags, MBI_FLAG_MEMORY | MBI_FLAG_CMDLINE | MBI_FLAG_MMAP | MBI_FLAG_LOADER_NAME);
+  // the same set of fields as QEMU's loader gives, so kernels see the same flags on both
+  put(
+    info + MBI.flags,
+    MBI_FLAG_MEMORY | MBI_FLAG_BOOT_DEVICE | MBI_FLAG_CMDLINE | MBI_FLAG_MODS | MBI_FLAG_MMAP | MBI_FLAG_LOADER_NAME,
+  );
+  put(info + MBI.bootDevice, 0x8000ffff); // BIOS drive 0x80, no partition (QEMU's value)
+  put(info + MBI.modsCount, 0);
+  put(info + MBI.modsAddr, info + MBI.size);
   put(info + MBI.memLower, 0x9fc00 >>> 10);
   put(info + MBI.memUpper, Math.max(0, ramSize - 0x100000) >>> 10);
   put(info + MBI.cmdline, base + offCmdline);

@@ -663,7 +663,7 @@ def(0xfe, 'GRP4 Eb', (cpu) => {
     cpu.setReg8(modrm & 7, op === 0 ? cpu.inc(v, 7) : cpu.dec(v, 7));
     return;
   }
-  const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), 1);
+  const lin = cpu.eaLinW(modrm, 1);
   const v = cpu.rmwLin8(lin);
   cpu.writeLin8(lin, op === 0 ? cpu.inc(v, 7) : cpu.dec(v, 7));
 });

@@ -445,7 +445,7 @@ function grp5(cpu: Cpu, o32: boolean): void {
         else cpu.r16[r << 1] = op === 0 ? cpu.inc(cpu.r16[r << 1], 15) : cpu.dec(cpu.r16[r << 1], 15);
         return;
       }
-      const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), o32 ? 4 : 2);
+      const lin = cpu.eaLinW(modrm, o32 ? 4 : 2);
       if (o32) {
         const v = cpu.rmwLin32(lin);
         cpu.writeLin32(lin, op === 0 ? cpu.inc(v, 31) : cpu.dec(v, 31));

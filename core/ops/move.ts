@@ -173,7 +173,7 @@ def(0x86, 'XCHG Eb,Gb', (cpu) => {
     cpu.setReg8(reg, t);
     return;
   }
-  const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), 1);
+  const lin = cpu.eaLinW(modrm, 1);
   const t = cpu.rmwLin8(lin);
   cpu.writeLin8(lin, cpu.getReg8(reg));
   cpu.setReg8(reg, t);
@@ -190,7 +190,7 @@ def(
       cpu.r16[reg] = t;
       return;
     }
-    const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), 2);
+    const lin = cpu.eaLinW(modrm, 2);
     const t = cpu.rmwLin16(lin);
     cpu.writeLin16(lin, cpu.r16[reg]);
     cpu.r16[reg] = t;
@@ -204,7 +204,7 @@ def(
       cpu.regs[reg] = t;
       return;
     }
-    const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), 4);
+    const lin = cpu.eaLinW(modrm, 4);
     const t = cpu.rmwLin32(lin);
     cpu.writeLin32(lin, cpu.regs[reg]);
     cpu.regs[reg] = t;
@@ -551,7 +551,7 @@ def(0x0fc0, 'XADD Eb,Gb', (cpu) => {
     cpu.setReg8(modrm & 7, r);
     return;
   }
-  const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), 1);
+  const lin = cpu.eaLinW(modrm, 1);
   const d = cpu.rmwLin8(lin);
   cpu.writeLin8(lin, cpu.add(d, src, 7));
   cpu.setReg8(reg, d);
@@ -570,7 +570,7 @@ def(
       cpu.r16[(modrm & 7) << 1] = r;
       return;
     }
-    const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), 2);
+    const lin = cpu.eaLinW(modrm, 2);
     const d = cpu.rmwLin16(lin);
     cpu.writeLin16(lin, cpu.add(d, src, 15));
     cpu.r16[reg] = d;
@@ -586,7 +586,7 @@ def(
       cpu.regs[modrm & 7] = r;
       return;
     }
-    const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), 4);
+    const lin = cpu.eaLinW(modrm, 4);
     const d = cpu.rmwLin32(lin);
     cpu.writeLin32(lin, cpu.add(d, src, 31));
     cpu.regs[reg] = d;
@@ -602,7 +602,7 @@ def(0x0fb0, 'CMPXCHG Eb,Gb', (cpu) => {
     else cpu.r8[0] = d;
     return;
   }
-  const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), 1);
+  const lin = cpu.eaLinW(modrm, 1);
   const d = cpu.rmwLin8(lin);
   cpu.sub(cpu.r8[0], d, 7);
   if (cpu.r8[0] === d) cpu.writeLin8(lin, src);
@@ -624,7 +624,7 @@ def(
       else cpu.r16[0] = d;
       return;
     }
-    const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), 2);
+    const lin = cpu.eaLinW(modrm, 2);
     const d = cpu.rmwLin16(lin);
     cpu.sub(cpu.r16[0], d, 15);
     if (cpu.r16[0] === d) cpu.writeLin16(lin, src);
@@ -643,7 +643,7 @@ def(
       else cpu.regs[EAX] = d;
       return;
     }
-    const lin = cpu.linW(cpu.eaSeg, cpu.ea(modrm), 4);
+    const lin = cpu.eaLinW(modrm, 4);
     const d = cpu.rmwLin32(lin);
     cpu.sub(cpu.regs[EAX], d, 31);
     if (cpu.regs[EAX] === d) cpu.writeLin32(lin, src);

@@ -1,0 +1,193 @@
+/**
+ * Command-line parsing for `x86vm run` (Node's util.parseArgs) and the help texts. Turns argv into a
+ * validated RunOptions or throws a UsageError whose message names the problem (exit status 2).
+ */
+import { parseArgs } from 'node:util';
+import { MAX_RAM } from '../core/memory';
+
+export const VERSION = '0.1.0';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export type SerialOption = { kind: 'stdio' } | { kind: 'none' } | { kind: 'file'; path: string };
+
+export interface RunOptions {
+  bios?: string;
+  kernel?: string;
+  append?: string;
+  /** RAM in bytes */
+  memSize: number;
+  serial: SerialOption;
+  debugcon?: string;
+  postLog?: string;
+  /** wall-clock limit in seconds */
+  timeout?: number;
+  maxInstructions?: number;
+  deterministic: boolean;
+  noReboot: boolean;
+}
+
+export const DEFAULT_MEM = 128 * 1024 * 1024;
+
+export const MAIN_HELP = `x86vm ${VERSION} — a PC emulator for 32-bit x86 in TypeScript
+
+Usage:
+  x86vm run [options]     run a virtual machine (see: x86vm run --help)
+  x86vm --help            show this help
+  x86vm --version         show the version
+`;
+
+export const RUN_HELP = `Usage: x86vm run [options]
+
+Boot firmware or a kernel:
+  --bios FILE             firmware image (64–256 KiB, a multiple of 64 KiB) mapped to end at 4 GiB,
+                          its last 128 KiB also below 1 MiB; starts at the reset vector F000:FFF0
+  --kernel FILE           Multiboot v1 kernel (ELF32 or a.out kludge)
+  --append STR            kernel command line (passed as "FILE STR", like QEMU)
+
+Machine:
+  --mem SIZE              RAM size: 32M, 1G, 640K, or a plain number of MiB (default 128M)
+  --deterministic         guest time follows the instruction count (reproducible runs)
+  --no-reboot             a guest reset ends the run instead of rebooting (a triple fault: exit 4)
+
+Devices and output:
+  --serial stdio|file:PATH|none
+                          COM1 (0x3F8) console (default stdio; on a terminal, Ctrl-A X quits,
+                          Ctrl-A H shows the escape keys, Ctrl-A A sends Ctrl-A)
+  --debugcon FILE         write every byte the guest writes to port 0xE9 to FILE
+  --post-log FILE         write every POST code (ports 0x80 and 0x190) to FILE, one byte per write
+
+Limits:
+  --timeout SECONDS       stop after this much wall-clock time (exit 124)
+  --max-instructions N    stop after N instructions (exit 124)
+
+  -h, --help              show this help
+
+Exit status:
+  0    the guest powered off (or reset, with --no-reboot)
+  2v+1 the guest wrote v to isa-debug-exit (port 0xF4), as QEMU's
+       -device isa-debug-exit,iobase=0xf4,iosize=4 (the low 8 bits of 2v+1)
+  2    bad usage or unreadable input
+  3    the CPU halted with interrupts disabled and nothing can wake it
+  4    triple fault with --no-reboot
+  70   internal error (a bug in x86vm)
+  124  --timeout or --max-instructions reached
+`;
+
+const RUN_OPTIONS = {
+  bios: { type: 'string' },
+  kernel: { type: 'string' },
+  append: { type: 'string' },
+  mem: { type: 'string' },
+  serial: { type: 'string' },
+  debugcon: { type: 'string' },
+  'post-log': { type: 'string' },
+  timeout: { type: 'string' },
+  'max-instructions': { type: 'string' },
+  deterministic: { type: 'boolean' },
+  'no-reboot': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** parses a memory size: "32M", "1G", "640K", "512MiB", or a plain number of MiB */
+export function parseMemSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?|B)?\s*$/i.exec(text);
+  const bad = (why: string): never => {
+    throw new UsageError(`--mem: ${why} (got '${text}'; e.g. 32M, 1G, or a number of MiB)`);
+  };
+  if (!m) return bad('not a size');
+  const unit = m[2]?.toUpperCase();
+  const hasB = /B\s*$/i.test(text);
+  let scale: number;
+  if (unit === 'K') scale = 1024;
+  else if (unit === 'M') scale = 1024 ** 2;
+  else if (unit === 'G') scale = 1024 ** 3;
+  else if (unit === 'T') scale = 1024 ** 4;
+  else scale = hasB ? 1 : 1024 ** 2;
+  const bytes = Number(m[1]) * scale;
+  if (!Number.isInteger(bytes)) return bad('not a whole number of bytes');
+  if (bytes < 1024 * 1024 || bytes > MAX_RAM) {
+    return bad(`RAM must be between 1 MiB and ${MAX_RAM / 1024 / 1024} MiB`);
+  }
+  if (bytes % 4096 !== 0) return bad('RAM must be a multiple of 4 KiB');
+  return bytes;
+}
+
+export function parseSerial(text: string): SerialOption {
+  if (text === 'stdio') return { kind: 'stdio' };
+  if (text === 'none' || text === 'null') return { kind: 'none' };
+  if (text.startsWith('file:') && text.length > 5) return { kind: 'file', path: text.slice(5) };
+  throw new UsageError(`--serial: expected stdio, file:PATH or none (got '${text}')`);
+}
+
+function parsePositive(name: string, text: string, integer: boolean): number {
+  const v = Number(text.replace(/_/g, ''));
+  if (text.trim() === '' || !Number.isFinite(v) || v <= 0 || (integer && !Number.isSafeInteger(v))) {
+    throw new UsageError(`--${name}: expected a positive ${integer ? 'integer' : 'number'} (got '${text}')`);
+  }
+  return v;
+}
+
+function nonEmpty(name: string, v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  if (v === '') throw new UsageError(`--${name}: the file name is empty`);
+  return v;
+}
+
+export type Command =
+  | { command: 'help'; text: string }
+  | { command: 'version' }
+  | { command: 'run'; options: RunOptions };
+
+/** parses the whole command line (argv without node and the script) */
+export function parseCommandLine(argv: string[]): Command {
+  const first = argv[0];
+  if (first === undefined) {
+    throw new UsageError(`no command given; try 'x86vm run --kernel FILE' or 'x86vm --help'`);
+  }
+  if (first === '--help' || first === '-h' || first === 'help') return { command: 'help', text: MAIN_HELP };
+  if (first === '--version' || first === '-V') return { command: 'version' };
+  if (first !== 'run') {
+    if (first.startsWith('-')) throw new UsageError(`unknown option '${first}'; the options belong after 'run' (x86vm run --help)`);
+    throw new UsageError(`unknown command '${first}' (x86vm --help lists the commands)`);
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv.slice(1), options: RUN_OPTIONS, strict: true, allowPositionals: false }));
+  } catch (e) {
+    // parseArgs explains at length; keep its first sentence (it names the option)
+    const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+    let first = msg.replace(/\. .*$/, '').replace(/\.\s*$/, '');
+    const ambiguous = /^Option '(--[\w-]+)' argument is ambiguous/.exec(first);
+    if (ambiguous) first = `option '${ambiguous[1]}' needs a value (write ${ambiguous[1]}=VALUE for one that starts with '-')`;
+    throw new UsageError(`${first.charAt(0).toLowerCase()}${first.slice(1)} (x86vm run --help lists the options)`);
+  }
+  if (values.help) return { command: 'help', text: RUN_HELP };
+  const str = (k: string): string | undefined => values[k] as string | undefined;
+  const options: RunOptions = {
+    bios: nonEmpty('bios', str('bios')),
+    kernel: nonEmpty('kernel', str('kernel')),
+    append: str('append'),
+    memSize: str('mem') !== undefined ? parseMemSize(str('mem')!) : DEFAULT_MEM,
+    serial: str('serial') !== undefined ? parseSerial(str('serial')!) : { kind: 'stdio' },
+    debugcon: nonEmpty('debugcon', str('debugcon')),
+    postLog: nonEmpty('post-log', str('post-log')),
+    timeout: str('timeout') !== undefined ? parsePositive('timeout', str('timeout')!, false) : undefined,
+    maxInstructions:
+      str('max-instructions') !== undefined ? parsePositive('max-instructions', str('max-instructions')!, true) : undefined,
+    deterministic: !!values.deterministic,
+    noReboot: !!values['no-reboot'],
+  };
+  if (options.append !== undefined && options.kernel === undefined) {
+    throw new UsageError('--append needs --kernel');
+  }
+  if (options.bios === undefined && options.kernel === undefined) {
+    throw new UsageError('nothing to boot: give --kernel FILE (a Multiboot kernel) or --bios FILE (the default Linux guest is not available yet)');
+  }
+  return { command: 'run', options };
+}

@@ -164,6 +164,8 @@ export class Cpu {
   nmiBlocked = false;
   /** interrupts inhibited for one instruction (after STI, MOV SS, POP SS) */
   shadow = false;
+  /** debug traps also held back for one instruction (after MOV SS, POP SS) */
+  ssShadow = false;
   private trapNext = false;
   private exitRequested = false;
   pic: InterruptController | null = null;
@@ -229,6 +231,7 @@ export class Cpu {
     this.nmiPending = false;
     this.nmiBlocked = false;
     this.shadow = false;
+    this.ssShadow = false;
     this.trapNext = false;
     this.delivering = -1;
     this.deliveringDouble = false;
@@ -1314,7 +1317,11 @@ export class Cpu {
       this.attn = true;
       return false;
     }
-    if (this.trapNext) {
+    if (this.trapNext && this.ssShadow) {
+      // a single-step trap after MOV SS / POP SS waits until after the next instruction
+      this.ssShadow = false;
+      this.attn = true;
+    } else if (this.trapNext) {
       this.trapNext = false;
       this.dr[6] |= 0x4000; // BS
       this.instrStart = this.eip;
@@ -1322,6 +1329,7 @@ export class Cpu {
     }
     if (this.shadow) {
       this.shadow = false;
+      this.ssShadow = false;
       this.attn = true;
     } else if (this.nmiPending && !this.nmiBlocked) {
       this.nmiPending = false;

@@ -222,6 +222,7 @@ export function loadSeg(cpu: Cpu, seg: number, sel: number): void {
   }
   if (seg === SS) {
     cpu.shadow = true;
+    cpu.ssShadow = true;
     cpu.attn = true;
   }
 }

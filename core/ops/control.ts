@@ -31,7 +31,41 @@ def(0x67, 'ADSIZE', (cpu) => {
   cpu.asize32 = !cpu.code32;
   cpu.dispatchNext();
 });
+/**
+ * LOCK is allowed only on the read-modify-write instructions with a memory destination; anything else
+ * raises #UD. The following bytes are looked at without being consumed, then decoded as usual.
+ */
+function lockAllowed(cpu: Cpu): boolean {
+  const start = cpu.eip;
+  let op = cpu.fetch8();
+  while (op === 0x66 || op === 0x67 || op === 0xf0 || op === 0xf2 || op === 0xf3 || (op & 0xe7) === 0x26 || op === 0x64 || op === 0x65) {
+    op = cpu.fetch8();
+  }
+  let ok: boolean;
+  if (op === 0x0f) {
+    const op2 = cpu.fetch8();
+    const modrm = cpu.fetch8();
+    const reg = (modrm >> 3) & 7;
+    ok =
+      modrm < 0xc0 &&
+      (op2 === 0xab || op2 === 0xb3 || op2 === 0xbb || op2 === 0xb0 || op2 === 0xb1 || op2 === 0xc0 || op2 === 0xc1 ||
+        (op2 === 0xba && reg >= 5) || (op2 === 0xc7 && reg === 1));
+  } else {
+    const modrm = cpu.fetch8();
+    const reg = (modrm >> 3) & 7;
+    ok =
+      modrm < 0xc0 &&
+      ((op < 0x40 && (op & 7) < 2 && (op & 0x38) !== 0x38) ||
+        (op >= 0x80 && op <= 0x83 && reg !== 7) ||
+        op === 0x86 || op === 0x87 ||
+        ((op === 0xf6 || op === 0xf7) && (reg === 2 || reg === 3)) ||
+        ((op === 0xfe || op === 0xff) && reg < 2));
+  }
+  cpu.eip = start;
+  return ok;
+}
 def(0xf0, 'LOCK', (cpu) => {
+  if (!lockAllowed(cpu)) cpu.ud();
   cpu.dispatchNext();
 });
 def(0xf2, 'REPNE', (cpu) => {

@@ -82,9 +82,11 @@ main:
         DUMP    "rep-movsw-std"
         SHOWDST "rep-movsw-std-dst"
         call    fill
-        mov     esi, 8
-        mov     edi, 9
-        mov     ecx, 0x10004
+        ; a32: the count is ECX (0x10000: with a16 CX=0 would copy nothing). The copy ends exactly at the
+        ; 64 KiB limit: going past it is #GP(0) in real mode per the SDM, which QEMU does not check.
+        mov     esi, 0
+        mov     edi, 0
+        mov     ecx, 0x10000
         a32 rep movsb
         DUMP    "a32-rep-movsb"
         SHOWDST "a32-rep-movsb-dst"

@@ -1375,15 +1375,14 @@ export class Cpu {
    * requestExit() was called.
    */
   run(limit: number): number {
-    let n = 0;
+    // instructionCount is kept exact at every instruction so RDTSC and the deterministic clock can read it
+    const start = this.instructionCount;
+    const end = start + limit;
     const ops = OPS;
-    while (n < limit) {
+    while (this.instructionCount < end) {
       try {
-        while (n < limit) {
-          if (this.attn && !this.attention()) {
-            this.instructionCount += n;
-            return n;
-          }
+        while (this.instructionCount < end) {
+          if (this.attn && !this.attention()) return this.instructionCount - start;
           this.instrStart = this.eip;
           const c32 = this.code32;
           this.osize32 = c32;
@@ -1392,19 +1391,15 @@ export class Cpu {
           this.rep = 0;
           const op = this.fetch8();
           ops[c32 ? op | 256 : op](this);
-          n++;
+          this.instructionCount++;
         }
       } catch (e) {
-        if (e !== FAULT) {
-          this.instructionCount += n;
-          throw e;
-        }
-        n++;
+        if (e !== FAULT) throw e;
+        this.instructionCount++;
         this.handleFault();
       }
     }
-    this.instructionCount += n;
-    return n;
+    return this.instructionCount - start;
   }
 
   /** executes one instruction (tests and debuggers) */

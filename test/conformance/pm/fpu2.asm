@@ -78,7 +78,7 @@ main:
     mov cr4, eax
     SETDESC 0x30, 0x10000, 0xFFFF, 0x9B, 0   ; 16-bit code, base = image (for real mode)
     SETDESC 0x38, 0, 0xFFFF, 0x93, 0         ; 16-bit data
-    mov dword [OPND], 0x40490FDB             ; pi as a float
+    mov dword [OPND], 0x40400000             ; 3.0 as a float
     IDTGATE 16, mf_handler, 0x8E
 
     call env_tests
@@ -91,13 +91,13 @@ main:
 
 ; ---------------------------------------------------------------- environment images
 ; a known state: CW 0x0772 (RC=down, PC=extended, IM ZM OM unmasked), three registers, last
-; memory operand FLD m32 [OPND], last instruction FADD (FIP = fadd_insn - 2). Rounding down
-; keeps C1 = 0 (QEMU does not set C1 when it rounds up, see the header).
+; memory operand FLD m32 [OPND], last instruction FADD (FIP = fadd_insn - 2); exact sums, so
+; the images do not depend on extended-precision arithmetic.
 env_state:
     fninit
     SETCW 0x0772
     fld1
-    fldpi
+    fld qword [two]
 fld_insn:
     fld dword [OPND]
     fadd st0, st1                   ; no memory operand: FDP stays; FIP = this

@@ -1270,6 +1270,12 @@ export class Cpu {
     else this.r16[ESP * 2] = this.r16[ESP * 2] + delta;
   }
 
+  /** adds to ESP or SP according to a given stack size (POP SS: the size before the load counts) */
+  adjustSpSized(stack32: boolean, delta: number): void {
+    if (stack32) this.regs[ESP] = this.regs[ESP] + delta;
+    else this.r16[ESP * 2] = this.r16[ESP * 2] + delta;
+  }
+
   // =====================================================================================
   // I/O permission
   // =====================================================================================

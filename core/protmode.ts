@@ -840,7 +840,8 @@ export function taskSwitch(cpu: Cpu, sel: number, reason: number, ext = 0): bool
     cpu.flushTlb(false);
   }
   for (let i = 0; i < 8; i++) cpu.regs[i] = tsRegs[i];
-  writeFlags(cpu, nFlags, n32 ? -1 : 0xffff);
+  // a 16-bit TSS holds FLAGS only: the upper EFLAGS bits (VM among them) are loaded as 0
+  writeFlags(cpu, nFlags, -1);
   cpu.eip = n32 ? nEip >>> 0 : nEip & 0xffff;
   cpu.instrStart = cpu.eip;
   // selectors first (unusable caches), then the checked loads

@@ -532,13 +532,15 @@ export function shift(cpu: Cpu, k: number, v: number, cnt: number, size: number)
       // RCR
       const c = size === 32 ? cnt : cnt % (size + 1);
       let cf = cpu.getCF();
-      const of = ((v >>> top) ^ cf) & 1;
       let r = v;
       for (let i = 0; i < c; i++) {
         const out = r & 1;
         r = ((r >>> 1) | (cf << top)) & mask;
         cf = out;
       }
+      // OF: the two top bits of the result differ (for a count of 1 this is the SDM's MSB(dest) XOR CF;
+      // for larger counts it is undefined, and this is what Bochs and the 386 reference traces show)
+      const of = ((r >>> top) ^ (r >>> (top - 1))) & 1;
       cpu.materializeFlags();
       cpu.flags = (cpu.flags & ~(F_CF | F_OF)) | cf | (of << 11);
       return r;

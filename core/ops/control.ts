@@ -151,13 +151,15 @@ function popSeg(seg: number) {
   return [
     (cpu: Cpu) => {
       const sel = cpu.peek16(0);
+      const s32 = cpu.stack32; // POP SS: SP moves by the old stack's size
       pm.loadSeg(cpu, seg, sel);
-      cpu.adjustSp(2);
+      cpu.adjustSpSized(s32, 2);
     },
     (cpu: Cpu) => {
       const sel = cpu.peek32(0) & 0xffff;
+      const s32 = cpu.stack32;
       pm.loadSeg(cpu, seg, sel);
-      cpu.adjustSp(4);
+      cpu.adjustSpSized(s32, 4);
     },
   ];
 }
@@ -227,12 +229,13 @@ function enter(cpu: Cpu): void {
   const mask = s32 ? 0xffffffff : 0xffff;
   let sp = (s32 ? cpu.regs[ESP] >>> 0 : cpu.r16[ESP << 1]) as number;
   let bp = (s32 ? cpu.regs[EBP] >>> 0 : cpu.r16[EBP << 1]) as number;
-  // compute everything first, write, then commit registers
+  // compute every store first, check them all (segment and paging), then write and commit registers
   sp = (sp - w) & mask;
-  const frame = sp >>> 0;
+  // the frame pointer: on a 16-bit stack only SP's low word changes, EBP's upper word comes from ESP
+  const frame = s32 ? sp >>> 0 : ((cpu.regs[ESP] & ~0xffff) | sp) >>> 0;
   const writes: number[] = ENTER_SCRATCH;
   let nw = 0;
-  writes[nw++] = frame;
+  writes[nw++] = sp >>> 0;
   writes[nw++] = o32 ? cpu.regs[EBP] : cpu.r16[EBP << 1];
   if (level > 0) {
     for (let i = 1; i < level; i++) {
@@ -247,8 +250,8 @@ function enter(cpu: Cpu): void {
     writes[nw++] = o32 ? frame : frame & 0xffff;
   }
   const finalSp = ((sp - size) & mask) >>> 0;
-  // check every address written for a #SS/#PF before writing any
-  cpu.linW(SS, finalSp, 1);
+  // the new stack top must be writable too (#SS on the limit, #PF on the page)
+  cpu.probeWrite(cpu.linW(SS, finalSp, w), w);
   for (let i = 0; i < nw; i += 2) {
     const lin = cpu.linW(SS, writes[i], w);
     cpu.probeWrite(lin, w);

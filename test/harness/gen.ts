@@ -281,8 +281,8 @@ export function genBitops(): string {
   // CMPXCHG8B: m64 = (A, B); EDX:EAX = (B, A) or (B^k, A); ECX:EBX = (~A, B<<1); EBX, ECX show m64 after
   // CMPXCHG8B changes only ZF (SDM: "CF, PF, AF, SF and OF are unaffected"); QEMU 7.2 clobbers the other
   // arithmetic flags, so only ZF is compared.
-  p.loop('cmpxchg8b-eq', 'V32', 'V32', 'F2', 'FL_ZF', 'CX8 0');
-  p.loop('cmpxchg8b-ne', 'V32', 'V32', 'F2', 'FL_ZF', 'CX8 1');
+  p.loop('cmpxchg8b-eq', 'V32', 'V32', 'F2', 0x40, 'CX8 0');
+  p.loop('cmpxchg8b-ne', 'V32', 'V32', 'F2', 0x40, 'CX8 1');
   p.macro(`%macro CX8 1\n        mov [0x600], eax\n        mov [0x604], ebx\n        mov edx, ebx\n        xor edx, %1\n        mov ecx, eax\n        not ecx\n        shl ebx, 1\n        cmpxchg8b [0x600]\n        mov ebx, [0x600]\n        mov ecx, [0x604]\n%endmacro`);
   return p.text();
 }

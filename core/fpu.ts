@@ -3,15 +3,24 @@
  * #MF / FERR#), FIP/FDP bookkeeping, environment and state images (FSTENV/FSAVE/FXSAVE) and every x87
  * instruction of the P6 (opcodes D8–DF, plus FWAIT and FXSAVE/FXRSTOR entry points).
  *
- * Representation. Each register holds a double (`val`) used for arithmetic, and optionally the exact
- * 80-bit image it came from (`se` = sign/exponent, `mhi`:`mlo` = 64-bit significand, `hasRaw` = 1). The
- * raw image is kept while a value is only moved (FLD/FST m80, FLD/FST ST(i), FXCH, FSAVE/FRSTOR, FXSAVE/
- * FXRSTOR, FCHS/FABS, FILD m64, FBLD, FSCALE/FXTRACT/FRNDINT which are computed exactly) and is what
- * stores and integer conversions use, so 80-bit values round-trip exactly. Every NaN and every
- * unsupported encoding (unnormal, pseudo-NaN, pseudo-infinity) always carries its raw image: NaN payloads
- * never depend on how JavaScript treats NaN bits. Arithmetic results are doubles (53-bit significand):
- * this is the documented approximation of the design. Inexactness (PE), the rounding indication (C1) and
- * directed rounding (RC) of + − × ÷ √ are exact for double results (error-free transformations).
+ * Representation. Each register holds a double (`val`) and optionally (always when the value is not
+ * exactly a double) its exact 80-bit image (`se` = sign/exponent, `mhi`:`mlo` = 64-bit significand,
+ * `hasRaw` = 1; `val` is then the nearest double, used only by the transcendental functions and FPREM).
+ * Without the raw image `val` is the exact value. Moves (FLD/FST m80, FLD/FST ST(i), FXCH, FSAVE/FRSTOR,
+ * FXSAVE/FXRSTOR, FCHS/FABS, FILD m64, FBLD) keep the image, stores and integer conversions (FST m32/m64,
+ * FIST, FRNDINT, FBSTP) round the exact value once, FCOM compares exact values, and every NaN and
+ * unsupported encoding always carries its raw image (NaN payloads never depend on JavaScript's NaN bits).
+ *
+ * Arithmetic (FADD/FSUB/FSUBR/FMUL/FDIV/FDIVR and their integer forms, FSQRT) is exact: the result is
+ * computed from the exact operands on uint32 halves (64×64→128-bit products from 16-bit limbs, 65-bit
+ * quotients by shift-subtract, 65-bit roots by restoring square root, 96-bit aligned sums with a sticky
+ * bit) and rounded once to the precision selected by PC (24/53/64 bits) under RC, with the 15-bit
+ * exponent range, denormal results, PE, C1 (rounded up), UE/OE masked responses and, unmasked, the
+ * ±24576 exponent bias adjustment of register results. A fast path computes in doubles (error-free
+ * transformations) when both operands are doubles and the result is provably the same: exact, or PC =
+ * double with everything well inside the double range. No BigInt, no allocation per instruction.
+ * F2XM1 and FPTAN are computed in double-double (≈106 bits) and rounded once the same way; the other
+ * transcendental functions use doubles.
  *
  * Slots 0–7 are the physical registers; slot 8 holds a memory operand, slot 9 is scratch.
  */
@@ -320,6 +329,74 @@ export function intToX80(neg: boolean, hi: number, lo: number): void {
   X80[2] = (neg ? 0x8000 : 0) | (16383 + 63 - s);
 }
 
+// ---- exact 80-bit arithmetic on uint32 halves (no BigInt, no allocation) ----
+
+/** unpacked operand: sign, unbiased exponent, normalized 64-bit significand (uHi bit 31 set) */
+let uNeg = false, uE = 0, uHi = 0, uLo = 0;
+
+/** output of shr96/shl96: three words (high to low) and a sticky flag for bits shifted out */
+let oH = 0, oM = 0, oL = 0, oSt = false;
+
+/** (h:m:0) >> d into oH:oM:oL with the lost bits in oSt */
+function shr96(h: number, m: number, d: number): void {
+  if (d === 0) {
+    oH = h; oM = m; oL = 0; oSt = false;
+  } else if (d < 32) {
+    oH = h >>> d;
+    oM = ((m >>> d) | (h << (32 - d))) >>> 0;
+    oL = (m << (32 - d)) >>> 0;
+    oSt = false;
+  } else if (d === 32) {
+    oH = 0; oM = h; oL = m; oSt = false;
+  } else if (d < 64) {
+    const t = d - 32;
+    oH = 0;
+    oM = h >>> t;
+    oL = ((m >>> t) | (h << (32 - t))) >>> 0;
+    oSt = (m << (32 - t)) !== 0;
+  } else if (d === 64) {
+    oH = oM = 0; oL = h; oSt = m !== 0;
+  } else if (d < 96) {
+    const t = d - 64;
+    oH = oM = 0;
+    oL = h >>> t;
+    oSt = m !== 0 || (h << (32 - t)) !== 0;
+  } else {
+    oH = oM = oL = 0;
+    oSt = h !== 0 || m !== 0;
+  }
+}
+
+/** (h:m:l) << s (0 ≤ s < 96) into oH:oM:oL */
+function shl96(h: number, m: number, l: number, s: number): void {
+  if (s === 0) {
+    oH = h; oM = m; oL = l;
+  } else if (s < 32) {
+    oH = ((h << s) | (m >>> (32 - s))) >>> 0;
+    oM = ((m << s) | (l >>> (32 - s))) >>> 0;
+    oL = (l << s) >>> 0;
+  } else if (s === 32) {
+    oH = m; oM = l; oL = 0;
+  } else if (s < 64) {
+    const t = s - 32;
+    oH = ((m << t) | (l >>> (32 - t))) >>> 0;
+    oM = (l << t) >>> 0;
+    oL = 0;
+  } else {
+    oH = (l << (s - 64)) >>> 0;
+    oM = oL = 0;
+  }
+}
+
+/** scratch of the division: dividend/remainder digits and quotient digits (16 bits each) */
+const DIV_U = new Float64Array(10);
+const DIV_Q = new Float64Array(6);
+
+const TWO_M63 = 1.0842021724855044e-19; // 2^-63
+const TWO_P900 = 8.452712498170644e270; // 2^900
+const TWO_M900 = 1.1830521861667747e-271; // 2^-900
+const TWO_P1023 = 8.98846567431158e307; // 2^1023
+
 // ---- error-free transformations ----
 const SPLIT = 134217729; // 2^27 + 1
 
@@ -331,6 +408,94 @@ function prodErr(a: number, b: number, p: number): number {
   const bh = c - (c - b), bl = b - bh;
   return ah * bh - p + ah * bl + al * bh + al * bl;
 }
+
+// ---- double-double arithmetic (≈106 bits) for F2XM1 and FPTAN ----
+let ddH = 0, ddL = 0;
+
+function ddNorm(s: number, e: number): void {
+  const h = s + e;
+  ddL = e - (h - s);
+  ddH = h;
+}
+function ddAdd(ah: number, al: number, bh: number, bl: number): void {
+  const s = ah + bh;
+  const bb = s - ah;
+  ddNorm(s, ah - (s - bb) + (bh - bb) + (al + bl));
+}
+function ddMul(ah: number, al: number, bh: number, bl: number): void {
+  const p = ah * bh;
+  ddNorm(p, prodErr(ah, bh, p) + (ah * bl + al * bh));
+}
+/** (ah:al) / b for a small exact double b */
+function ddDivD(ah: number, al: number, b: number): void {
+  const q = ah / b;
+  const p = q * b;
+  ddNorm(q, (ah - p - prodErr(q, b, p) + al) / b);
+}
+function ddDiv(ah: number, al: number, bh: number, bl: number): void {
+  const q1 = ah / bh;
+  ddMul(q1, 0, bh, bl);
+  ddAdd(ah, al, -ddH, -ddL);
+  const rh = ddH, rl = ddL;
+  const q2 = rh / bh;
+  ddMul(q2, 0, bh, bl);
+  ddAdd(rh, rl, -ddH, -ddL);
+  const q3 = ddH / bh;
+  ddNorm(q1, q2);
+  ddAdd(ddH, ddL, q3, 0);
+}
+/** e^y − 1 for |y| < 0.75 by its Taylor series */
+function ddExpm1(yh: number, yl: number): void {
+  let th = yh, tl = yl, sh = yh, sl = yl;
+  for (let n = 2; n < 40; n++) {
+    ddMul(th, tl, yh, yl);
+    ddDivD(ddH, ddL, n);
+    th = ddH;
+    tl = ddL;
+    ddAdd(sh, sl, th, tl);
+    sh = ddH;
+    sl = ddL;
+    if (Math.abs(th) < Math.abs(sh) * 1e-34) break;
+  }
+  ddH = sh;
+  ddL = sl;
+}
+let sinH = 0, sinL = 0, cosH = 0, cosL = 0;
+/** sin and cos of r (|r| ≤ π/4 + ε) by their Taylor series */
+function ddSinCos(rh: number, rl: number): void {
+  ddMul(rh, rl, rh, rl);
+  const qh = ddH, ql = ddL;
+  let th = rh, tl = rl, sh = rh, sl = rl;
+  for (let n = 3; n < 60; n += 2) {
+    ddMul(th, tl, qh, ql);
+    ddDivD(-ddH, -ddL, (n - 1) * n);
+    th = ddH;
+    tl = ddL;
+    ddAdd(sh, sl, th, tl);
+    sh = ddH;
+    sl = ddL;
+    if (Math.abs(th) < Math.abs(sh) * 1e-34) break;
+  }
+  sinH = sh;
+  sinL = sl;
+  th = 1;
+  tl = 0;
+  sh = 1;
+  sl = 0;
+  for (let n = 2; n < 60; n += 2) {
+    ddMul(th, tl, qh, ql);
+    ddDivD(-ddH, -ddL, (n - 1) * n);
+    th = ddH;
+    tl = ddL;
+    ddAdd(sh, sl, th, tl);
+    sh = ddH;
+    sl = ddL;
+    if (Math.abs(th) < 1e-34) break;
+  }
+  cosH = sh;
+  cosL = sl;
+}
+const PIO2_1 = 1.5707963267948966, PIO2_2 = 6.123233995736766e-17, PIO2_3 = -1.4973849048591698e-33;
 
 /** the next double above x */
 function nextUp(x: number): number {
@@ -725,66 +890,508 @@ export class Fpu {
 
   /**
    * Two-operand arithmetic: dst ← a op b. op: 0 add, 1 mul, 4 a−b, 5 b−a, 6 a/b, 7 b/a.
-   * Returns true if dst was written.
+   * Returns true if dst was written. Results are rounded once, from the exact value, to the precision
+   * selected by PC (24/53/64 bits) with the 15-bit exponent range of the registers.
    */
   private arith(op: number, dst: number, a: number, b: number): boolean {
     if (this.empty[a] || this.empty[b]) return this.underflow(dst);
-    const ca = this.cls(a), cb = this.cls(b);
+    let ca = this.cls(a), cb = this.cls(b);
     if (ca >= CLS_QNAN || cb >= CLS_QNAN) return this.nanResult(dst, a, b, ca, cb);
     if (ca === CLS_DENORMAL || cb === CLS_DENORMAL) {
       this.exc |= DE;
       if (!(this.cw & DE)) return false;
     }
-    let x = this.val[a], y = this.val[b];
     if (op === 5 || op === 7) {
-      const t = x;
-      x = y;
-      y = t;
+      const t = a;
+      a = b;
+      b = t;
+      const tc = ca;
+      ca = cb;
+      cb = tc;
+      op--;
     }
-    let r: number, err = 0;
-    switch (op) {
-      case 0:
-      case 4:
-      case 5: {
-        if (op !== 0) y = -y;
-        r = x + y;
-        if (r - r === 0) {
-          const bb = r - x;
-          err = x - (r - bb) + (y - bb);
-        } else if (r !== r) {
-          return this.invalid(dst);
-        }
-        if (r === 0 && !(x === 0 && y === 0 && 1 / x === 1 / y)) {
-          // exact zero sum of opposite values: −0 only when rounding down
-          r = this.rc() === RC_DOWN ? -0 : 0;
-        }
-        break;
-      }
-      case 1:
+    if (ca === CLS_NORMAL && cb === CLS_NORMAL && !this.hasRaw[a] && !this.hasRaw[b] && this.fastArith(op, dst, this.val[a], this.val[b])) return true;
+    return this.exactArith(op, dst, a, ca, b, cb);
+  }
+
+  /**
+   * Fast path for double operands: computes the double result and its exact error (error-free
+   * transformations). Succeeds (returns true, dst written) only when that equals the x87 result: the
+   * result is exact at PC ≥ double, or PC = double, and everything stays well inside the double range.
+   */
+  private fastArith(op: number, dst: number, x: number, y: number): boolean {
+    const pc = (this.cw >> 8) & 3;
+    if (pc === 0) return false;
+    let r: number, err: number;
+    if (op === 0 || op === 4) {
+      if (op === 4) y = -y;
+      r = x + y;
+      if (!(r < TWO_P1023 && r > -TWO_P1023)) return false;
+      const bb = r - x;
+      err = x - (r - bb) + (y - bb);
+      if (r === 0) r = this.rc() === RC_DOWN ? -0 : 0; // exact cancellation
+    } else {
+      const ax = Math.abs(x), ay = Math.abs(y);
+      if (!(ax < TWO_P900 && ax > TWO_M900 && ay < TWO_P900 && ay > TWO_M900)) return false;
+      if (op === 1) {
         r = x * y;
-        if (r !== r) return this.invalid(dst);
-        if (r - r === 0 && r !== 0) err = prodErr(x, y, r);
-        else if (r === 0 && x !== 0 && y !== 0) err = NaN; // underflow to zero
-        break;
-      default:
-        if (y === 0 && x === 0) return this.invalid(dst);
-        if (x - x !== 0 && y - y !== 0) return this.invalid(dst);
-        if (y === 0 && x - x === 0) {
-          this.exc |= ZE;
-          if (!(this.cw & ZE)) return false;
-          this.setD(dst, x / y);
+        err = prodErr(x, y, r);
+      } else {
+        r = x / y;
+        const p = r * y;
+        const rem = x - p - prodErr(r, y, p);
+        err = rem === 0 ? 0 : (rem > 0) === (y > 0) ? 1 : -1;
+      }
+      const ar = Math.abs(r);
+      if (!(ar < TWO_P900 && ar > TWO_M900)) return false;
+    }
+    if (err !== 0 && pc !== 2) return false;
+    this.fastDeliver(dst, r, err);
+    return true;
+  }
+
+  /** delivers a double result r with exact error err (exact − r, only its sign matters) at PC = double */
+  private fastDeliver(dst: number, r: number, err: number): void {
+    if (err !== 0) {
+      this.exc |= PE;
+      let away: boolean;
+      switch (this.rc()) {
+        case RC_NEAREST:
+          away = r > 0 ? err < 0 : err > 0;
+          break;
+        case RC_DOWN:
+          if (err < 0) r = nextDown(r);
+          away = r < 0;
+          break;
+        case RC_UP:
+          if (err > 0) r = nextUp(r);
+          away = r > 0;
+          break;
+        default:
+          if (r > 0 && err < 0) r = nextDown(r);
+          else if (r < 0 && err > 0) r = nextUp(r);
+          away = false;
+          break;
+      }
+      if (away) this.sw |= C1;
+    }
+    this.val[dst] = r;
+    this.hasRaw[dst] = 0;
+    this.empty[dst] = 0;
+  }
+
+  /** the exact value of a finite nonzero slot (exponent well inside the double range) as ddH + ddL */
+  private ddOf(s: number): void {
+    this.unpack(s);
+    const sc = pow2(uE - 63);
+    const low = uLo & 0x7ff;
+    const h = (uHi * TWO32 + (uLo - low)) * sc, l = low * sc;
+    ddNorm(uNeg ? -h : h, uNeg ? -l : l);
+  }
+
+  /** delivers the nonzero double-double h + l, rounded once per PC/RC (PE always: an approximation) */
+  private ddDeliver(dst: number, h: number, l: number): void {
+    this.setD(SLOT_MEM, h);
+    if (l === 0) {
+      this.unpack(SLOT_MEM);
+      this.roundReg(dst, h < 0, uE, uHi, uLo, 0, false);
+    } else {
+      this.setD(SLOT_TMP, l);
+      this.addExact(dst, SLOT_MEM, h < 0, SLOT_TMP, l < 0);
+    }
+    this.exc |= PE;
+  }
+
+  /** sign of a slot's value (true = negative) */
+  private negOf(s: number): boolean {
+    if (this.hasRaw[s]) return (this.se[s] & 0x8000) !== 0;
+    const v = this.val[s];
+    return v < 0 || (v === 0 && 1 / v < 0);
+  }
+
+  /** unpacks a finite nonzero slot into uNeg/uE/uHi/uLo (normalized; denormals get E < −16382) */
+  private unpack(s: number): void {
+    this.raw(s);
+    const se = X80[2];
+    let hi = X80[1], lo = X80[0];
+    uNeg = (se & 0x8000) !== 0;
+    let E = (se & 0x7fff) === 0 ? -16382 : (se & 0x7fff) - 16383;
+    if (!(hi & 0x80000000)) {
+      const n = hi !== 0 ? Math.clz32(hi) : 32 + Math.clz32(lo);
+      if (n >= 32) {
+        hi = (lo << (n - 32)) >>> 0;
+        lo = 0;
+      } else {
+        hi = ((hi << n) | (lo >>> (32 - n))) >>> 0;
+        lo = (lo << n) >>> 0;
+      }
+      E -= n;
+    }
+    uE = E;
+    uHi = hi;
+    uLo = lo;
+  }
+
+  /** writes ±(biased exponent, hi:lo) to slot s, as a plain double when it is one (keeps the fast path) */
+  private setExact(s: number, neg: boolean, biased: number, hi: number, lo: number): void {
+    const E = biased - 16383;
+    if (hi === 0 && lo === 0) {
+      this.val[s] = neg ? -0 : 0;
+      this.hasRaw[s] = 0;
+      this.empty[s] = 0;
+    } else if ((lo & 0x7ff) === 0 && E >= -1022 && E <= 1023 && biased !== 0) {
+      const v = (hi * TWO32 + lo) * TWO_M63 * pow2(E);
+      this.val[s] = neg ? -v : v;
+      this.hasRaw[s] = 0;
+      this.empty[s] = 0;
+    } else if (E >= -1022 && E <= 1023 && biased !== 0) {
+      // not a double: keep the image; the nearest double comes from one correctly rounded addition
+      this.se[s] = (neg ? 0x8000 : 0) | biased;
+      this.mhi[s] = hi;
+      this.mlo[s] = lo;
+      this.hasRaw[s] = 1;
+      this.empty[s] = 0;
+      const v = (hi * TWO32 + lo) * TWO_M63 * pow2(E);
+      this.val[s] = neg ? -v : v;
+    } else this.setX(s, (neg ? 0x8000 : 0) | biased, hi, lo);
+  }
+
+  /**
+   * Rounds the exact nonzero value ±(hi:lo:ex)·2^(E−95) (hi bit 31 set; `sticky`: nonzero bits below ex)
+   * to the register format at the precision selected by PC under RC, raises PE/UE/OE and C1, and writes
+   * dst. Unmasked OE/UE deliver the result with the exponent bias-adjusted by ∓24576 (SDM 8.5.4/8.5.5).
+   * Tininess is detected before rounding. Returns true (dst is always written).
+   */
+  private roundReg(dst: number, neg: boolean, E: number, hi: number, lo: number, ex: number, sticky: boolean): boolean {
+    const pc = (this.cw >> 8) & 3;
+    const p = pc === 0 ? 24 : pc === 2 ? 53 : 64;
+    let tiny = E < -16382;
+    if (tiny && !(this.cw & UE)) {
+      this.exc |= UE;
+      E += 24576;
+      tiny = false;
+    }
+    const k = tiny ? p - (-16382 - E) : p; // significand bits kept
+    const s = k < 0 ? 65 : 64 - k;
+    shr64(hi, lo, s);
+    let kh = shHi, kl = shLo, rb = shRound, st = shSticky;
+    if (s === 0) {
+      rb = ex >>> 31;
+      st = (ex & 0x7fffffff) !== 0 || sticky ? 1 : 0;
+    } else if (ex !== 0 || sticky) st = 1;
+    const inexact = (rb | st) !== 0;
+    const up = roundUp(neg, kl & 1, rb, st, this.rc());
+    if (up) {
+      kl = (kl + 1) >>> 0;
+      if (kl === 0) kh = (kh + 1) >>> 0;
+    }
+    // back to a 64-bit significand field: kept << (64 − p)
+    let rh: number, rl: number;
+    if (p === 64) {
+      rh = kh;
+      rl = kl;
+    } else if (p === 53) {
+      rh = ((kh << 11) | (kl >>> 21)) >>> 0;
+      rl = (kl << 11) >>> 0;
+    } else {
+      rh = (kl << 8) >>> 0;
+      rl = 0;
+    }
+    let biased: number;
+    if (tiny) {
+      if (inexact) this.exc |= UE;
+      biased = rh & 0x80000000 ? 1 : 0;
+    } else {
+      if (up && rh === 0 && rl === 0) {
+        // carried out of the significand
+        rh = 0x80000000;
+        E++;
+      }
+      biased = E + 16383;
+      if (biased >= 0x7fff) {
+        this.exc |= OE;
+        if (this.cw & OE) {
+          // masked overflow: ∞ or the largest finite value of the precision, per RC
+          this.exc |= PE;
+          const rc = this.rc();
+          const inf = rc === RC_NEAREST || (rc === RC_UP && !neg) || (rc === RC_DOWN && neg);
+          if (inf) {
+            this.sw |= C1;
+            this.setD(dst, neg ? -Infinity : Infinity);
+          } else {
+            this.setX(dst, (neg ? 0x8000 : 0) | 0x7ffe, p === 24 ? 0xffffff00 : 0xffffffff, p === 64 ? 0xffffffff : p === 53 ? 0xfffff800 : 0);
+          }
           return true;
         }
-        r = x / y;
-        if (r - r === 0 && r !== 0 && x - x === 0 && y - y === 0) {
-          const p = r * y;
-          const pe = prodErr(r, y, p);
-          const rem = x - p - pe;
-          err = rem === 0 ? 0 : rem !== rem ? NaN : (rem > 0) === (y > 0) ? 1 : -1;
-        } else if (r === 0 && x !== 0 && y - y === 0) err = NaN;
-        break;
+        biased -= 24576;
+      }
     }
-    return this.deliver(dst, r, err, ca !== CLS_INF && cb !== CLS_INF);
+    if (inexact) {
+      this.exc |= PE;
+      if (up) this.sw |= C1;
+    }
+    this.setExact(dst, neg, biased, rh, rl);
+    return true;
+  }
+
+  /** the exact path of arith (op: 0 add, 1 mul, 4 a−b, 6 a/b) for non-NaN operands of classes ca, cb */
+  private exactArith(op: number, dst: number, a: number, ca: number, b: number, cb: number): boolean {
+    const an = this.negOf(a);
+    let bn = this.negOf(b);
+    if (op === 0 || op === 4) {
+      if (op === 4) bn = !bn;
+      if (ca === CLS_INF || cb === CLS_INF) {
+        if (ca === CLS_INF && cb === CLS_INF && an !== bn) return this.invalid(dst);
+        this.setD(dst, (ca === CLS_INF ? an : bn) ? -Infinity : Infinity);
+        return true;
+      }
+      if (ca === CLS_ZERO && cb === CLS_ZERO) {
+        this.setD(dst, an === bn ? (an ? -0 : 0) : this.rc() === RC_DOWN ? -0 : 0);
+        return true;
+      }
+      if (ca === CLS_ZERO || cb === CLS_ZERO) {
+        this.unpack(ca === CLS_ZERO ? b : a);
+        return this.roundReg(dst, ca === CLS_ZERO ? bn : an, uE, uHi, uLo, 0, false);
+      }
+      return this.addExact(dst, a, an, b, bn);
+    }
+    const neg = an !== bn;
+    if (op === 1) {
+      if (ca === CLS_INF || cb === CLS_INF) {
+        if (ca === CLS_ZERO || cb === CLS_ZERO) return this.invalid(dst);
+        this.setD(dst, neg ? -Infinity : Infinity);
+        return true;
+      }
+      if (ca === CLS_ZERO || cb === CLS_ZERO) {
+        this.setD(dst, neg ? -0 : 0);
+        return true;
+      }
+      return this.mulExact(dst, neg, a, b);
+    }
+    // division a / b
+    if (ca === CLS_INF) {
+      if (cb === CLS_INF) return this.invalid(dst);
+      this.setD(dst, neg ? -Infinity : Infinity);
+      return true;
+    }
+    if (cb === CLS_INF) {
+      this.setD(dst, neg ? -0 : 0);
+      return true;
+    }
+    if (ca === CLS_ZERO) {
+      if (cb === CLS_ZERO) return this.invalid(dst);
+      this.setD(dst, neg ? -0 : 0);
+      return true;
+    }
+    if (cb === CLS_ZERO) {
+      this.exc |= ZE;
+      if (!(this.cw & ZE)) return false;
+      this.setD(dst, neg ? -Infinity : Infinity);
+      return true;
+    }
+    return this.divExact(dst, neg, a, b);
+  }
+
+  /** exact sum of two finite nonzero slots with effective signs an, bn */
+  private addExact(dst: number, a: number, an: boolean, b: number, bn: boolean): boolean {
+    this.unpack(a);
+    let aE = uE, ah = uHi, al = uLo;
+    this.unpack(b);
+    let bE = uE, bh = uHi, bl = uLo;
+    let neg = an;
+    if (bE > aE || (bE === aE && (bh > ah || (bh === ah && bl > al)))) {
+      let t = aE; aE = bE; bE = t;
+      t = ah; ah = bh; bh = t;
+      t = al; al = bl; bl = t;
+      neg = bn;
+    }
+    shr96(bh, bl, aE - bE);
+    const st = oSt;
+    if (an === bn) {
+      let l = oL;
+      let m = al + oM;
+      let c = m > 0xffffffff ? 1 : 0;
+      m = m >>> 0;
+      let h = ah + oH + c;
+      c = h > 0xffffffff ? 1 : 0;
+      h = h >>> 0;
+      let E = aE;
+      let sticky = st;
+      if (c) {
+        if (l & 1) sticky = true;
+        l = ((l >>> 1) | (m << 31)) >>> 0;
+        m = ((m >>> 1) | (h << 31)) >>> 0;
+        h = ((h >>> 1) | 0x80000000) >>> 0;
+        E++;
+      }
+      return this.roundReg(dst, neg, E, h, m, l, sticky);
+    }
+    // magnitude difference; a sticky remainder of b borrows one unit from the low word
+    let l = 0 - oL - (st ? 1 : 0);
+    let bw = l < 0 ? 1 : 0;
+    l = l >>> 0;
+    let m = al - oM - bw;
+    bw = m < 0 ? 1 : 0;
+    m = m >>> 0;
+    const h = (ah - oH - bw) >>> 0;
+    if (h === 0 && m === 0 && l === 0 && !st) {
+      this.setD(dst, this.rc() === RC_DOWN ? -0 : 0);
+      return true;
+    }
+    const n = h !== 0 ? Math.clz32(h) : m !== 0 ? 32 + Math.clz32(m) : 64 + Math.clz32(l);
+    shl96(h, m, l, n);
+    return this.roundReg(dst, neg, aE - n, oH, oM, oL, st);
+  }
+
+  /** exact product of two finite nonzero slots: 64×64 → 128 bits from 16-bit limbs */
+  private mulExact(dst: number, neg: boolean, a: number, b: number): boolean {
+    this.unpack(a);
+    const aE = uE, ah = uHi, al = uLo;
+    this.unpack(b);
+    const E0 = aE + uE;
+    const a0 = al & 0xffff, a1 = al >>> 16, a2 = ah & 0xffff, a3 = ah >>> 16;
+    const b0 = uLo & 0xffff, b1 = uLo >>> 16, b2 = uHi & 0xffff, b3 = uHi >>> 16;
+    // column sums (each < 2^35, exact in doubles), then carries in 16-bit steps
+    let c = a0 * b0;
+    let q = Math.floor(c / 65536);
+    const l0 = c - q * 65536;
+    c = a0 * b1 + a1 * b0 + q;
+    q = Math.floor(c / 65536);
+    const l1 = c - q * 65536;
+    c = a0 * b2 + a1 * b1 + a2 * b0 + q;
+    q = Math.floor(c / 65536);
+    const l2 = c - q * 65536;
+    c = a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0 + q;
+    q = Math.floor(c / 65536);
+    const l3 = c - q * 65536;
+    c = a1 * b3 + a2 * b2 + a3 * b1 + q;
+    q = Math.floor(c / 65536);
+    const l4 = c - q * 65536;
+    c = a2 * b3 + a3 * b2 + q;
+    q = Math.floor(c / 65536);
+    const l5 = c - q * 65536;
+    c = a3 * b3 + q;
+    q = Math.floor(c / 65536);
+    const l6 = c - q * 65536;
+    const l7 = q;
+    let w3 = ((l7 << 16) | l6) >>> 0, w2 = ((l5 << 16) | l4) >>> 0, w1 = ((l3 << 16) | l2) >>> 0;
+    const w0 = ((l1 << 16) | l0) >>> 0;
+    if (w3 & 0x80000000) return this.roundReg(dst, neg, E0 + 1, w3, w2, w1, w0 !== 0);
+    w3 = ((w3 << 1) | (w2 >>> 31)) >>> 0;
+    w2 = ((w2 << 1) | (w1 >>> 31)) >>> 0;
+    w1 = ((w1 << 1) | (w0 >>> 31)) >>> 0;
+    return this.roundReg(dst, neg, E0, w3, w2, w1, (w0 & 0x7fffffff) !== 0);
+  }
+
+  /**
+   * Exact quotient of two finite nonzero slots: Q = ⌊A·2^80 / B⌋ by schoolbook division in 16-bit
+   * digits (Knuth's algorithm D; the quotient digit is estimated from the top digits in doubles and
+   * corrected), the remainder gives the sticky bit.
+   */
+  private divExact(dst: number, neg: boolean, a: number, b: number): boolean {
+    this.unpack(a);
+    const aE = uE, ah = uHi, al = uLo;
+    this.unpack(b);
+    const bE = uE;
+    const v0 = uLo & 0xffff, v1 = uLo >>> 16, v2 = uHi & 0xffff, v3 = uHi >>> 16; // v3 ≥ 2^15
+    const u = DIV_U;
+    u[0] = u[1] = u[2] = u[3] = u[4] = 0;
+    u[5] = al & 0xffff;
+    u[6] = al >>> 16;
+    u[7] = ah & 0xffff;
+    u[8] = ah >>> 16;
+    u[9] = 0;
+    const q = DIV_Q;
+    for (let j = 5; j >= 0; j--) {
+      const num = u[j + 4] * 65536 + u[j + 3];
+      let qh = Math.floor(num / v3);
+      let rh = num - qh * v3;
+      while (qh >= 65536 || qh * v2 > rh * 65536 + u[j + 2]) {
+        qh--;
+        rh += v3;
+        if (rh >= 65536) break;
+      }
+      // u[j..j+4] −= qh · v
+      let carry = 0, borrow = 0;
+      for (let i = 0; i < 4; i++) {
+        const p = qh * (i === 0 ? v0 : i === 1 ? v1 : i === 2 ? v2 : v3) + carry;
+        carry = Math.floor(p / 65536);
+        let t = u[i + j] - (p - carry * 65536) - borrow;
+        if (t < 0) {
+          t += 65536;
+          borrow = 1;
+        } else borrow = 0;
+        u[i + j] = t;
+      }
+      let t = u[j + 4] - carry - borrow;
+      if (t < 0) {
+        // estimate one too large: add the divisor back
+        qh--;
+        let c = 0;
+        for (let i = 0; i < 4; i++) {
+          const s = u[i + j] + (i === 0 ? v0 : i === 1 ? v1 : i === 2 ? v2 : v3) + c;
+          c = s >= 65536 ? 1 : 0;
+          u[i + j] = s - c * 65536;
+        }
+        t += c;
+      }
+      u[j + 4] = t;
+      q[j] = qh;
+    }
+    const sticky = u[0] !== 0 || u[1] !== 0 || u[2] !== 0 || u[3] !== 0;
+    if (q[5] !== 0) {
+      // Q ∈ [2^80, 2^81): leading bit 80
+      return this.roundReg(dst, neg, aE - bE,
+        (0x80000000 | (q[4] << 15) | (q[3] >>> 1)) >>> 0,
+        (((q[3] & 1) << 31) | (q[2] << 15) | (q[1] >>> 1)) >>> 0,
+        (((q[1] & 1) << 31) | (q[0] << 15)) >>> 0, sticky);
+    }
+    return this.roundReg(dst, neg, aE - bE - 1, ((q[4] << 16) | q[3]) >>> 0, ((q[2] << 16) | q[1]) >>> 0, (q[0] << 16) >>> 0, sticky);
+  }
+
+  /** exact square root of a positive finite nonzero slot: 65 root bits by restoring square root */
+  private sqrtExact(dst: number, s: number): boolean {
+    this.unpack(s);
+    const sh = uHi, sl = uLo;
+    const e1 = uE - 63; // value = S · 2^e1
+    const k = e1 & 1 ? 65 : 66; // radicand X = S · 2^k (130 bits), e1 − k even
+    let r2 = 0, r1 = 0, r0 = 0; // remainder (≤ 67 bits)
+    let y2 = 0, y1 = 0, y0 = 0; // root so far (≤ 65 bits)
+    for (let i = 0; i < 65; i++) {
+      // next two radicand bits: positions 129 − 2i and 128 − 2i of X
+      const q = 129 - 2 * i - k; // position in S of the upper one
+      let pair = 0;
+      if (q >= 0 && q < 64) pair = q >= 32 ? (sh >>> (q - 32)) & 1 : (sl >>> q) & 1;
+      const q2 = q - 1;
+      if (q2 >= 0) pair = (pair << 1) | (q2 >= 32 ? (sh >>> (q2 - 32)) & 1 : (sl >>> q2) & 1);
+      else pair <<= 1;
+      // R = R·4 + pair
+      r2 = ((r2 << 2) | (r1 >>> 30)) >>> 0;
+      r1 = ((r1 << 2) | (r0 >>> 30)) >>> 0;
+      r0 = ((r0 << 2) | pair) >>> 0;
+      // T = Y·4 + 1
+      const t2 = ((y2 << 2) | (y1 >>> 30)) >>> 0;
+      const t1 = ((y1 << 2) | (y0 >>> 30)) >>> 0;
+      const t0 = ((y0 << 2) | 1) >>> 0;
+      // Y = Y·2 (+1 below)
+      y2 = ((y2 << 1) | (y1 >>> 31)) >>> 0;
+      y1 = ((y1 << 1) | (y0 >>> 31)) >>> 0;
+      y0 = (y0 << 1) >>> 0;
+      if (r2 > t2 || (r2 === t2 && (r1 > t1 || (r1 === t1 && r0 >= t0)))) {
+        let d = r0 - t0;
+        let bw = d < 0 ? 1 : 0;
+        r0 = d >>> 0;
+        d = r1 - t1 - bw;
+        bw = d < 0 ? 1 : 0;
+        r1 = d >>> 0;
+        r2 = (r2 - t2 - bw) >>> 0;
+        y0 = (y0 | 1) >>> 0;
+      }
+    }
+    // Y ∈ [2^64, 2^65): significand = Y >> 1, round bit = Y & 1
+    const hi = ((y2 << 31) | (y1 >>> 1)) >>> 0;
+    const lo = ((y1 << 31) | (y0 >>> 1)) >>> 0;
+    return this.roundReg(dst, false, 64 + (e1 - k) / 2, hi, lo, (y0 & 1) << 31 >>> 0, (r2 | r1 | r0) !== 0);
   }
 
   /** invalid operation: masked → indefinite into dst */
@@ -1858,8 +2465,15 @@ export class Fpu {
           this.setD(s0, x > 0 ? x : -1);
           return;
         }
-        if (x === 1 || x === -1) {
+        if (!this.hasRaw[s0] && (x === 1 || x === -1)) {
           this.setD(s0, x === 1 ? 1 : -0.5);
+          return;
+        }
+        if (Math.abs(x) <= 1 && Math.abs(x) > 1e-150) {
+          this.ddOf(s0);
+          ddMul(ddH, ddL, Math.LN2, LN2_LO);
+          ddExpm1(ddH, ddL);
+          this.ddDeliver(s0, ddH, ddL);
           return;
         }
         const p = x * Math.LN2;
@@ -1907,7 +2521,22 @@ export class Fpu {
           return;
         }
         if (x !== 0) this.exc |= PE;
-        this.setD(s0, Math.tan(x));
+        const ax = Math.abs(x);
+        if (ax > 1e-150 && ax < 1048576) {
+          // tan in double-double after reduction by π/2 (three-part constant), rounded once
+          this.ddOf(s0);
+          const k = Math.round(ddH / PIO2_1);
+          if (k !== 0) {
+            const xh = ddH, xl = ddL;
+            ddMul(k, 0, PIO2_1, PIO2_2);
+            ddAdd(xh, xl, -ddH, -ddL);
+            ddAdd(ddH, ddL, -k * PIO2_3, 0);
+          }
+          ddSinCos(ddH, ddL);
+          if (k & 1) ddDiv(-cosH, -cosL, sinH, sinL);
+          else ddDiv(sinH, sinL, cosH, cosL);
+          this.ddDeliver(s0, ddH, ddL);
+        } else this.setD(s0, Math.tan(x));
         const d = this.push();
         if (d >= 0) this.setD(d, 1);
         return;
@@ -1960,15 +2589,21 @@ export class Fpu {
         if (c < 0) return;
         const x = this.val[s0];
         if (c === CLS_ZERO) return;
-        if (x < 0) {
+        if (this.negOf(s0)) {
           this.invalid(s0);
           return;
         }
         if (c === CLS_INF) return;
-        const r = Math.sqrt(x);
-        const p = r * r;
-        const rem = x - p - prodErr(r, r, p);
-        this.deliver(s0, r, rem === 0 ? 0 : rem !== rem ? NaN : rem, true);
+        if (!this.hasRaw[s0] && ((this.cw >> 8) & 3) !== 0 && x < TWO_P900 && x > TWO_M900) {
+          const r = Math.sqrt(x);
+          const p = r * r;
+          const rem = x - p - prodErr(r, r, p);
+          if (rem === 0 || ((this.cw >> 8) & 3) === 2) {
+            this.fastDeliver(s0, r, rem);
+            return;
+          }
+        }
+        this.sqrtExact(s0, s0);
         return;
       }
       case 3: { // FSINCOS

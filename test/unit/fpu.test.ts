@@ -621,3 +621,110 @@ describe('x87 environment and exceptions', () => {
     expect(cpu.excVector).toBe(13);
   });
 });
+
+describe('x87 exact arithmetic at the precision selected by PC', () => {
+  // CW: 037F = PC extended, RC nearest, all masked; RC bits 10-11, PC bits 8-9
+  const EXT = 0x037f, DBL = 0x027f, SGL = 0x007f;
+  const DOWN = 0x400, UP = 0x800, ZERO = 0xc00;
+  type Case = { name: string; cw: number; code: string; want: string; flags?: number; c1?: boolean };
+  /** runs each case after FNINIT+FLDCW; returns the m80 result as "SE HI LO" and the status word before the store */
+  function run(cases: Case[]) {
+    const body = cases
+      .map((c, i) => `
+      fninit
+      mov word [cwtmp], 0x${c.cw.toString(16)}
+      fldcw [cwtmp]
+      ${c.code}
+      fnstsw [${0x2000a + i * 16}]
+      fnclex
+      fstp tword [${0x20000 + i * 16}]`)
+      .join('\n');
+    const { m } = runFlat32(`${body}
+      hlt
+    cwtmp: dw 0
+    align 8
+    three: dd 3
+    big: dq 1e300
+    half: dq 0.5
+    two: dq 2.0
+    e64: ${ext(0x3fbf, '8000000000000000')}
+    e100: ${ext(0x3f9b, '8000000000000000')}
+    onep: ${ext(0x3fff, '8000000000000001')}
+    twom: ${ext(0x3fff, 'ffffffffffffffff')}
+    minp: ${ext(0x0001, '8000000000000001')}
+    min15: ${ext(0x0001, 'c000000000000000')}
+    huge: ${ext(0x7ffe, '8000000000000000')}
+    sq31: ${ext(0x3fff, '8000000200000002')}`, { max: 100_000 });
+    const h8 = (v: number) => (v >>> 0).toString(16).toUpperCase().padStart(8, '0');
+    for (const [i, c] of cases.entries()) {
+      const a = 0x20000 + i * 16;
+      const got = `${m.mem.read16(a + 8).toString(16).toUpperCase().padStart(4, '0')} ${h8(m.mem.read32(a + 4))} ${h8(m.mem.read32(a))}`;
+      const sw = m.mem.read16(a + 10);
+      expect(`${c.name}: ${got}`).toBe(`${c.name}: ${c.want}`);
+      if (c.flags !== undefined) expect(`${c.name}: flags ${(sw & 0x3f).toString(16)}`).toBe(`${c.name}: flags ${c.flags.toString(16)}`);
+      if (c.c1 !== undefined) expect(`${c.name}: C1 ${(sw & 0x200) !== 0}`).toBe(`${c.name}: C1 ${c.c1}`);
+    }
+  }
+
+  it('rounds extended results to nearest-even and per RC, with PE and C1', () => {
+    const add64 = 'fld1\n fld tword [e64]\n faddp st1, st0';
+    const addOdd = 'fld tword [onep]\n fld tword [e64]\n faddp st1, st0';
+    const third = 'fld1\n fidiv dword [three]';
+    const mthird = 'fld1\n fchs\n fidiv dword [three]';
+    const sub100 = 'fld1\n fld tword [e100]\n fsubp st1, st0';
+    run([
+      { name: '1+2^-64 (tie, even)', cw: EXT, code: add64, want: '3FFF 80000000 00000000', flags: 0x20, c1: false },
+      { name: '1+2^-64 up', cw: EXT | UP, code: add64, want: '3FFF 80000000 00000001', flags: 0x20, c1: true },
+      { name: '(1+2^-63)+2^-64 (tie, odd)', cw: EXT, code: addOdd, want: '3FFF 80000000 00000002', c1: true },
+      { name: '(1+2^-63)+2^-64 down', cw: EXT | DOWN, code: addOdd, want: '3FFF 80000000 00000001', c1: false },
+      { name: '1/3', cw: EXT, code: third, want: '3FFD AAAAAAAA AAAAAAAB', flags: 0x20, c1: true },
+      { name: '1/3 down', cw: EXT | DOWN, code: third, want: '3FFD AAAAAAAA AAAAAAAA', c1: false },
+      { name: '1/3 zero', cw: EXT | ZERO, code: third, want: '3FFD AAAAAAAA AAAAAAAA', c1: false },
+      { name: '1/3 up', cw: EXT | UP, code: third, want: '3FFD AAAAAAAA AAAAAAAB', c1: true },
+      { name: '-1/3 down', cw: EXT | DOWN, code: mthird, want: 'BFFD AAAAAAAA AAAAAAAB', c1: true },
+      { name: '-1/3 up', cw: EXT | UP, code: mthird, want: 'BFFD AAAAAAAA AAAAAAAA', c1: false },
+      { name: '1-2^-100', cw: EXT, code: sub100, want: '3FFF 80000000 00000000', flags: 0x20, c1: true },
+      { name: '1-2^-100 zero', cw: EXT | ZERO, code: sub100, want: '3FFE FFFFFFFF FFFFFFFF', c1: false },
+      { name: '(2-2^-63)^2', cw: EXT, code: 'fld tword [twom]\n fmul st0, st0', want: '4000 FFFFFFFF FFFFFFFE', c1: false },
+      { name: '(2-2^-63)^2 up', cw: EXT | UP, code: 'fld tword [twom]\n fmul st0, st0', want: '4000 FFFFFFFF FFFFFFFF', c1: true },
+      { name: 'sqrt 2', cw: EXT, code: 'fld qword [two]\n fsqrt', want: '3FFF B504F333 F9DE6484', flags: 0x20, c1: false },
+      { name: 'sqrt 2 up', cw: EXT | UP, code: 'fld qword [two]\n fsqrt', want: '3FFF B504F333 F9DE6485', c1: true },
+      { name: 'sqrt (1+2^-31)^2 exact', cw: EXT, code: 'fld tword [sq31]\n fsqrt', want: '3FFF 80000001 00000000', flags: 0 },
+      { name: 'sqrt 2(1+2^-31)^2 exact', cw: EXT, code: 'fld tword [sq31]\n fadd st0, st0\n fsqrt', want: '3FFF B504F335 63E84AEC', flags: 0x20, c1: false },
+    ]);
+  });
+
+  it('rounds to 53 and 24 bits under PC=double and PC=single', () => {
+    run([
+      { name: '1/3 double', cw: DBL, code: 'fld1\n fidiv dword [three]', want: '3FFD AAAAAAAA AAAAA800', c1: false },
+      { name: '1/3 single', cw: SGL, code: 'fld1\n fidiv dword [three]', want: '3FFD AAAAAB00 00000000', c1: true },
+      { name: '(1+2^-63)+2^-64 double', cw: DBL, code: 'fld tword [onep]\n fld tword [e64]\n faddp st1, st0', want: '3FFF 80000000 00000000' },
+      { name: 'sqrt 2 double', cw: DBL, code: 'fld qword [two]\n fsqrt', want: '3FFF B504F333 F9DE6800', c1: true },
+      { name: 'sqrt 2 single', cw: SGL, code: 'fld qword [two]\n fsqrt', want: '3FFF B504F300 00000000', c1: false },
+      { name: '(2-2^-63)^2 double', cw: DBL, code: 'fld tword [twom]\n fmul st0, st0', want: '4001 80000000 00000000', c1: true },
+      { name: '1/3 double up (fast path)', cw: DBL | UP, code: 'fld1\n fidiv dword [three]', want: '3FFD AAAAAAAA AAAAB000', c1: true },
+    ]);
+  });
+
+  it('keeps the 15-bit exponent range: no early overflow, masked and unmasked overflow', () => {
+    run([
+      { name: '1e300^2', cw: EXT, code: 'fld qword [big]\n fmul st0, st0', want: '47C8 8EB39714 297EFF60', flags: 0x20, c1: true },
+      { name: '1e300^2 double', cw: DBL, code: 'fld qword [big]\n fmul st0, st0', want: '47C8 8EB39714 297F0000', flags: 0x20 },
+      { name: '1e300^2 / 1e300', cw: DBL, code: 'fld qword [big]\n fmul st0, st0\n fdiv qword [big]', want: '43E3 BF21E440 03ACE000' },
+      { name: 'max*2 → ∞', cw: EXT, code: 'fld tword [huge]\n fadd st0, st0', want: '7FFF 80000000 00000000', flags: 0x28, c1: true },
+      { name: 'max*2 zero', cw: EXT | ZERO, code: 'fld tword [huge]\n fadd st0, st0', want: '7FFE FFFFFFFF FFFFFFFF', flags: 0x28, c1: false },
+      { name: 'max*2 zero double', cw: DBL | ZERO, code: 'fld tword [huge]\n fmul qword [two]', want: '7FFE FFFFFFFF FFFFF800', flags: 0x28 },
+      { name: 'unmasked OE: bias −24576', cw: EXT & ~0x08, code: 'fld tword [huge]\n fmul qword [two]', want: '1FFF 80000000 00000000', flags: 0x08 },
+    ]);
+  });
+
+  it('produces denormal results with UE only when inexact, and bias-adjusts for unmasked UE', () => {
+    run([
+      { name: '1.5·2^-16382 / 2 exact', cw: EXT, code: 'fld tword [min15]\n fmul qword [half]', want: '0000 60000000 00000000', flags: 0 },
+      { name: '(1+2^-63)·2^-16383', cw: EXT, code: 'fld tword [minp]\n fmul qword [half]', want: '0000 40000000 00000000', flags: 0x30, c1: false },
+      { name: '(1+2^-63)·2^-16383 up', cw: EXT | UP, code: 'fld tword [minp]\n fmul qword [half]', want: '0000 40000000 00000001', flags: 0x30, c1: true },
+      { name: 'denormal − min normal', cw: EXT, code: 'fld tword [min15]\n fmul qword [half]\n fld tword [minp]\n fsubp st1, st0', want: '8000 20000000 00000001', flags: 0x02 },
+      { name: 'unmasked UE: bias +24576', cw: EXT & ~0x10, code: 'fld tword [minp]\n fmul qword [half]', want: '6000 80000000 00000001', flags: 0x10 },
+    ]);
+  });
+});

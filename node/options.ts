@@ -3,7 +3,9 @@
  * validated RunOptions or throws a UsageError whose message names the problem (exit status 2).
  */
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
 import { MAX_RAM } from '../core/memory';
+import { compileExpect, parseScript, ScriptError, unescapeText, type ScriptStep } from './expect';
 
 export const VERSION = '0.1.0';
 
@@ -19,7 +21,10 @@ export type SerialOption = { kind: 'stdio' } | { kind: 'none' } | { kind: 'file'
 export interface RunOptions {
   bios?: string;
   kernel?: string;
+  initrd?: string;
   append?: string;
+  /** scripted console session (--expect/--send pairs or --script FILE), in order */
+  script: ScriptStep[];
   /** RAM in bytes */
   memSize: number;
   serial: SerialOption;
@@ -48,7 +53,8 @@ Boot firmware or a kernel:
   --bios FILE             firmware image (64–256 KiB, a multiple of 64 KiB) mapped to end at 4 GiB,
                           its last 128 KiB also below 1 MiB; starts at the reset vector F000:FFF0
   --kernel FILE           Multiboot v1 kernel (ELF32 or a.out kludge)
-  --append STR            kernel command line (passed as "FILE STR", like QEMU)
+  --initrd FILE           initial ramdisk for a Linux kernel
+  --append STR            kernel command line (Multiboot: passed as "FILE STR", like QEMU)
 
 Machine:
   --mem SIZE              RAM size: 32M, 1G, 640K, or a plain number of MiB (default 128M)
@@ -61,6 +67,11 @@ Devices and output:
                           Ctrl-A H shows the escape keys, Ctrl-A A sends Ctrl-A)
   --debugcon FILE         write every byte the guest writes to port 0xE9 to FILE
   --post-log FILE         write every POST code (ports 0x80 and 0x190) to FILE, one byte per write
+
+Scripted console (CI):
+  --expect REGEX          wait until the serial output matches REGEX ...
+  --send TEXT             ... then type TEXT (escapes: \\n \\r \\t \\e \\xNN); repeat the pair as needed
+  --script FILE           the same from a file: lines "expect REGEX" / "send TEXT", # comments
 
 Limits:
   --timeout SECONDS       stop after this much wall-clock time (exit 124)
@@ -82,7 +93,11 @@ Exit status:
 const RUN_OPTIONS = {
   bios: { type: 'string' },
   kernel: { type: 'string' },
+  initrd: { type: 'string' },
   append: { type: 'string' },
+  expect: { type: 'string', multiple: true },
+  send: { type: 'string', multiple: true },
+  script: { type: 'string' },
   mem: { type: 'string' },
   serial: { type: 'string' },
   debugcon: { type: 'string' },
@@ -156,23 +171,51 @@ export function parseCommandLine(argv: string[]): Command {
     if (first.startsWith('-')) throw new UsageError(`unknown option '${first}'; the options belong after 'run' (x86vm run --help)`);
     throw new UsageError(`unknown command '${first}' (x86vm --help lists the commands)`);
   }
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
+  const script: ScriptStep[] = [];
   try {
-    ({ values } = parseArgs({ args: argv.slice(1), options: RUN_OPTIONS, strict: true, allowPositionals: false }));
+    const parsed = parseArgs({ args: argv.slice(1), options: RUN_OPTIONS, strict: true, allowPositionals: false, tokens: true });
+    values = parsed.values;
+    // --expect and --send keep their command-line order
+    for (const t of parsed.tokens ?? []) {
+      if (t.kind !== 'option' || (t.name !== 'expect' && t.name !== 'send')) continue;
+      const v = t.value ?? '';
+      if (t.name === 'expect') script.push({ kind: 'expect', re: compileExpect(v, '--expect'), source: v });
+      else script.push({ kind: 'send', data: unescapeText(v) });
+    }
   } catch (e) {
     // parseArgs explains at length; keep its first sentence (it names the option)
     const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
     let first = msg.replace(/\. .*$/, '').replace(/\.\s*$/, '');
     const ambiguous = /^Option '(--[\w-]+)' argument is ambiguous/.exec(first);
     if (ambiguous) first = `option '${ambiguous[1]}' needs a value (write ${ambiguous[1]}=VALUE for one that starts with '-')`;
+    if (e instanceof ScriptError) throw new UsageError(e.message);
     throw new UsageError(`${first.charAt(0).toLowerCase()}${first.slice(1)} (x86vm run --help lists the options)`);
+  }
+  const scriptFile = values.script as string | undefined;
+  if (scriptFile !== undefined) {
+    if (script.length) throw new UsageError('--script cannot be combined with --expect/--send');
+    let text: string;
+    try {
+      text = readFileSync(scriptFile, 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read script '${scriptFile}': ${(e as Error).message}`);
+    }
+    try {
+      script.push(...parseScript(text, scriptFile));
+    } catch (e) {
+      if (e instanceof ScriptError) throw new UsageError(e.message);
+      throw e;
+    }
   }
   if (values.help) return { command: 'help', text: RUN_HELP };
   const str = (k: string): string | undefined => values[k] as string | undefined;
   const options: RunOptions = {
     bios: nonEmpty('bios', str('bios')),
     kernel: nonEmpty('kernel', str('kernel')),
+    initrd: nonEmpty('initrd', str('initrd')),
     append: str('append'),
+    script,
     memSize: str('mem') !== undefined ? parseMemSize(str('mem')!) : DEFAULT_MEM,
     serial: str('serial') !== undefined ? parseSerial(str('serial')!) : { kind: 'stdio' },
     debugcon: nonEmpty('debugcon', str('debugcon')),
@@ -185,6 +228,9 @@ export function parseCommandLine(argv: string[]): Command {
   };
   if (options.append !== undefined && options.kernel === undefined) {
     throw new UsageError('--append needs --kernel');
+  }
+  if (options.initrd !== undefined && options.kernel === undefined) {
+    throw new UsageError('--initrd needs --kernel');
   }
   if (options.bios === undefined && options.kernel === undefined) {
     throw new UsageError('nothing to boot: give --kernel FILE (a Multiboot kernel) or --bios FILE (the default Linux guest is not available yet)');

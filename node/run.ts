@@ -5,6 +5,7 @@
  * host input instead of spinning. Usable from tests: runVm() resolves with the exit status and never
  * calls process.exit or touches the terminal (main.ts does that).
  */
+import { ConsoleScript } from './expect';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { Machine, type StopReason } from '../core/machine';
 import { CS } from '../core/defs';
@@ -163,6 +164,7 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
   });
 
   // ---- build and load ----
+  const scriptOut: number[] = [];
   let machine: Machine;
   let uart: Uart16550;
   try {
@@ -175,6 +177,7 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
     if (!bios && !kernel) throw new UserError('nothing to boot: give --kernel FILE or --bios FILE');
 
     let serialSink: SerialSink = NULL_SINK;
+    let teeSerial: SerialSink | null = null;
     if (options.serial.kind === 'stdio') {
       const out = hooks.stdout ?? ((bytes: Uint8Array) => void process.stdout.write(bytes));
       const s = new BatchSink(out);
@@ -194,6 +197,18 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
     if (options.postLog !== undefined) {
       postSink = new FileSink(options.postLog, 'POST log');
       sinks.push(postSink);
+    }
+
+    if (options.script.length) {
+      // the console script watches the serial output too
+      const inner = serialSink;
+      teeSerial = {
+        write(byte: number): void {
+          inner.write(byte);
+          scriptOut.push(byte);
+        },
+      };
+      serialSink = teeSerial;
     }
 
     machine = new Machine({
@@ -251,6 +266,9 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
   };
   hooks.onReady?.(vm);
 
+  const script = options.script.length ? new ConsoleScript(options.script, (bytes) => uart.receive(bytes)) : null;
+  script?.start();
+
   const flushAll = (): void => {
     for (const s of sinks) s.flush();
   };
@@ -275,6 +293,10 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
         break;
       }
       flushAll();
+      if (script && scriptOut.length) {
+        script.output(Uint8Array.from(scriptOut));
+        scriptOut.length = 0;
+      }
       if (machine.stopReason) break;
       if (total >= limit) {
         limitHit = true;
@@ -331,14 +353,20 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
     };
   }
   if (host.stop) return { ...base, exitCode: host.stop.code, message: host.stop.message };
+  const waiting = script?.pending;
+  const waitingNote = waiting !== undefined ? `; the console script was still waiting for --expect '${waiting}'` : '';
   if (timedOut) {
-    return { ...base, exitCode: EXIT_TIMEOUT, message: `x86vm: timed out after ${options.timeout} s (--timeout), at ${where(machine)}` };
+    return {
+      ...base,
+      exitCode: EXIT_TIMEOUT,
+      message: `x86vm: timed out after ${options.timeout} s (--timeout), at ${where(machine)}${waitingNote}`,
+    };
   }
   if (limitHit) {
     return {
       ...base,
       exitCode: EXIT_TIMEOUT,
-      message: `x86vm: stopped after ${total} instructions (--max-instructions), at ${where(machine)}`,
+      message: `x86vm: stopped after ${total} instructions (--max-instructions), at ${where(machine)}${waitingNote}`,
     };
   }
   return { ...base, ...describeStop(machine, machine.stopReason) };

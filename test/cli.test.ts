@@ -245,6 +245,58 @@ msg: db 'hello, serial', 13, 10, 0
     expect(readFileSync(dc, 'latin1')).toBe('typed input\n');
   });
 
+  it('plays a console script: --expect/--send pairs in order, and --script FILE', () => {
+    // prints a prompt, echoes one line to port 0xE9, prints a second prompt, echoes one more line, exits
+    const echoLine = `
+.next%:
+  mov dx, 0x3FD
+.wait%:
+  in al, dx
+  test al, 1
+  jz .wait%
+  mov dx, 0x3F8
+  in al, dx
+  out 0xE9, al
+  cmp al, 10
+  jne .next%
+`;
+    const b = bios(`
+  mov si, prompt1
+  call puts
+${echoLine.replace(/%/g, '1')}
+  mov si, prompt2
+  call puts
+${echoLine.replace(/%/g, '2')}
+  mov al, 2
+  out 0xF4, al
+  jmp $
+prompt1: db 'login: ', 0
+prompt2: db 'second? ', 0
+${SERIAL_PUTS}`);
+    const dc = join(tmp, 'script.debugcon');
+    const r = x86vm(['run', '--bios', b, '--debugcon', dc, '--timeout', '30', '--serial', 'none',
+      '--expect', 'login:', '--send', 'root\\n', '--expect', 'second\\?', '--send', 'two\\n']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(5);
+    expect(readFileSync(dc, 'latin1')).toBe('root\ntwo\n');
+
+    const sc = file('session.txt', '# a session\nexpect login:\nsend abc\\n\nexpect second\nsend def\\n\n');
+    const dc2 = join(tmp, 'script2.debugcon');
+    const r2 = x86vm(['run', '--bios', b, '--debugcon', dc2, '--timeout', '30', '--serial', 'none', '--script', sc]);
+    expect(r2.status).toBe(5);
+    expect(readFileSync(dc2, 'latin1')).toBe('abc\ndef\n');
+
+    // an expect that never matches is named when the run times out
+    const r3 = x86vm(['run', '--bios', b, '--timeout', '2', '--serial', 'none', '--expect', 'never printed']);
+    expect(r3.status).toBe(124);
+    expect(r3.stderr).toMatch(/still waiting for --expect 'never printed'/);
+
+    // a bad regular expression is a usage error
+    const r4 = x86vm(['run', '--bios', b, '--expect', '(unclosed']);
+    expect(r4.status).toBe(2);
+    expect(r4.stderr).toMatch(/^x86vm: --expect: not a valid regular expression/);
+  });
+
   it('logs POST codes from ports 0x80 and 0x190, one byte per write', () => {
     const b = bios(`
   mov al, 0x01

@@ -1,0 +1,191 @@
+/**
+ * The PC platform builder: createPc() makes a Machine with the standard PC devices wired together, so
+ * hosts (node/run.ts, web/, tests) do not repeat the wiring.
+ *
+ *   devices ── IrqLine ──► IrqRouter (wired-OR lines 0–23) ──► Pic8259 (IRQ 0–15) ── INT ──► cpu.setIntr
+ *                                          └──────────────► (IOAPIC, when one is plugged in)
+ *   cpu.pic = the 8259 pair (INTA cycles), cpu.tscSource = the machine clock at a fixed nominal rate.
+ *
+ * Standard devices: the 8259A pair (+ ELCR), the 8254 PIT (+ port 0x61), UARTs COM1–COM4, the POST-code
+ * ports, isa-debug-exit, and the debug console when a sink is given.
+ *
+ * Extension points (devices being written now plug in here without changing this file's callers):
+ * - `options.devices`: factories called in order after the standard devices; each gets the Pc (router,
+ *   clock, io, mem, cpu, pic, …) and returns the device(s) to add to the machine.
+ * - `pc.setIntrTarget(fn)`: where the PIC's INT output goes. A local APIC factory (devices/apic.ts) calls
+ *   `pc.setIntrTarget((l) => lapic.setLint0(l))`, sets `cpu.hasApic = true` and `cpu.pic = lapic` (the
+ *   LAPIC then forwards ExtINT acknowledges to `pc.pic.acknowledge()`).
+ * - An IOAPIC factory (devices/ioapic.ts) attaches itself with `pc.irq.attach(ioapic)` and sees the same
+ *   24 lines (ISA IRQ 0 is the PIT; the MADT's interrupt source override maps it to pin 2).
+ * - RTC/CMOS (devices/rtc.ts): ports 0x70/0x71, `pc.irq.line(8)`, and `pc.clock` as its time base.
+ * - i8042 (devices/i8042.ts): ports 0x60/0x64 (0x61 belongs to the PIT here), `pc.irq.line(1)` and
+ *   `pc.irq.line(12)`, reset via `pc.machine.guestReset`, A20 via `pc.mem.setA20`.
+ * - PCI (devices/pci.ts): 0xCF8–0xCFF; PIRQ routing drives `pc.irq.line(n)` for n in 9–11 (PIIX) or 16–23
+ *   (IOAPIC). The ELCR at 0x4D0/0x4D1 is already served by the PIC device.
+ * - ACPI (PM timer from `pc.clock`, SCI on `pc.irq.line(9)`) and fw_cfg (0x510/0x511): factories too;
+ *   fw_cfg can read `pc.options` (memSize, cpu count, command line) to build its items.
+ */
+import { Machine, type Device } from './machine';
+import { IrqRouter } from './irq';
+import type { Cpu } from './cpu';
+import type { Clock } from './clock';
+import type { IoBus } from './iobus';
+import type { Memory } from './memory';
+import { NULL_SINK, type SerialSink } from './host';
+import { Pic8259 } from '../devices/pic';
+import { Pit8254 } from '../devices/pit';
+import { Uart16550 } from '../devices/uart';
+import { DebugCon } from '../devices/debugcon';
+import { PostCodes } from '../devices/postcode';
+import { DebugExit } from '../devices/debugexit';
+
+/** the nominal TSC rate: 1 GHz, so one TSC tick is one guest ns of the machine clock */
+export const DEFAULT_TSC_HZ = 1_000_000_000;
+
+/** the legacy serial ports: base port and ISA IRQ */
+export const COM_PORTS: readonly { port: number; irq: number }[] = [
+  { port: 0x3f8, irq: 4 },
+  { port: 0x2f8, irq: 3 },
+  { port: 0x3e8, irq: 4 },
+  { port: 0x2e8, irq: 3 },
+];
+
+/** makes one or more devices for the PC (extension point); may return nothing if it only wires things */
+export type PcDeviceFactory = (pc: Pc) => Device | Device[] | void;
+
+export interface PcOptions {
+  /** RAM size in bytes */
+  memSize: number;
+  /** time follows the instruction count (reproducible runs) */
+  deterministic?: boolean;
+  /** a guest reset ends the run instead */
+  noReboot?: boolean;
+  /** COM1 output (default: discarded) */
+  serial?: SerialSink;
+  /** COM2–COM4 outputs (index 0 = COM2); missing ones are discarded */
+  serialExtra?: (SerialSink | null | undefined)[];
+  /** the debug console at 0xE9; omitted = no device on that port */
+  debugcon?: SerialSink;
+  /** where POST codes (ports 0x80, 0x190) go (default: discarded) */
+  post?: SerialSink;
+  /** QEMU's isa-debug-exit at 0xF4 (default true) */
+  debugExit?: boolean;
+  /** nominal TSC frequency in Hz (default 1 GHz); the TSC is derived from the machine clock */
+  tscHz?: number;
+  /** further devices (RTC, i8042, APIC, IOAPIC, PCI, ACPI, fw_cfg, …), built in order after the standard ones */
+  devices?: PcDeviceFactory[];
+}
+
+export interface Pc {
+  readonly options: PcOptions;
+  readonly machine: Machine;
+  readonly cpu: Cpu;
+  readonly mem: Memory;
+  readonly io: IoBus;
+  readonly clock: Clock;
+  /** the 24 interrupt request lines; devices get their IrqLine with irq.line(n) */
+  readonly irq: IrqRouter;
+  readonly pic: Pic8259;
+  readonly pit: Pit8254;
+  /** COM1–COM4 */
+  readonly uarts: readonly Uart16550[];
+  /** COM1, the console in headless runs */
+  readonly com1: Uart16550;
+  readonly debugcon: DebugCon | null;
+  readonly post: PostCodes;
+  readonly debugExit: DebugExit | null;
+  /** the TSC rate in Hz */
+  readonly tscHz: number;
+  /** redirects the PIC's INT output (default: cpu.setIntr); the line is driven to its current level */
+  setIntrTarget(target: (level: boolean) => void): void;
+}
+
+/** the TSC after `ns` guest nanoseconds at `hz` ticks per second (exact integer arithmetic) */
+export function tscTicks(ns: number, hz: number): number {
+  if (ns <= 0) return 0;
+  const n = Math.floor(ns);
+  if (hz === 1e9) return n;
+  const s = Math.floor(n / 1e9);
+  const r = n - s * 1e9;
+  // r * hz stays below 2^53 for hz up to ~9 GHz
+  const f = r * hz;
+  return s * hz + (f - (f % 1e9)) / 1e9;
+}
+
+/** a Device wrapper saving the IRQ router's line levels with the machine */
+function routerDevice(router: IrqRouter): Device {
+  return {
+    name: 'irq-router',
+    saveState: () => router.saveState(),
+    loadState: (s: unknown) => router.loadState(s as number[]),
+  };
+}
+
+export function createPc(options: PcOptions): Pc {
+  const machine = new Machine({
+    memSize: options.memSize,
+    deterministic: options.deterministic,
+    noReboot: options.noReboot,
+  });
+  const { cpu, clock, io, mem } = machine;
+
+  // one time base: the TSC is the machine clock at a fixed nominal rate, like the PIT's 1.193182 MHz
+  const tscHz = options.tscHz ?? DEFAULT_TSC_HZ;
+  if (!(tscHz > 0 && tscHz <= 9e9)) throw new RangeError(`bad TSC frequency ${tscHz}`);
+  cpu.tscSource = () => tscTicks(clock.now(), tscHz);
+
+  const irq = new IrqRouter();
+  machine.addDevice(routerDevice(irq));
+
+  let intrTarget: (level: boolean) => void = (level) => cpu.setIntr(level);
+  const pic = machine.addDevice(new Pic8259(machine, (level) => intrTarget(level)));
+  irq.attach(pic);
+  cpu.pic = pic;
+
+  const pit = machine.addDevice(new Pit8254(machine));
+  pit.connectIrq(irq.line(0));
+
+  const uarts: Uart16550[] = [];
+  COM_PORTS.forEach(({ port, irq: n }, i) => {
+    const sink = i === 0 ? options.serial : options.serialExtra?.[i - 1];
+    const uart = machine.addDevice(new Uart16550(machine, { port, sink: sink ?? NULL_SINK }));
+    uart.connectIrq(irq.line(n));
+    uarts.push(uart);
+  });
+
+  const debugcon = options.debugcon ? machine.addDevice(new DebugCon(machine, options.debugcon)) : null;
+  const post = machine.addDevice(new PostCodes(machine, options.post ?? NULL_SINK));
+  const debugExit = options.debugExit === false ? null : machine.addDevice(new DebugExit(machine));
+
+  const pc: Pc = {
+    options,
+    machine,
+    cpu,
+    mem,
+    io,
+    clock,
+    irq,
+    pic,
+    pit,
+    uarts,
+    com1: uarts[0],
+    debugcon,
+    post,
+    debugExit,
+    tscHz,
+    setIntrTarget(target) {
+      intrTarget = target;
+      target(pic.output);
+    },
+  };
+
+  // ---- extension point: RTC, i8042, local APIC + IOAPIC, PCI, ACPI, fw_cfg, disks, NICs, VGA ----
+  for (const make of options.devices ?? []) {
+    const made = make(pc);
+    if (!made) continue;
+    for (const d of Array.isArray(made) ? made : [made]) {
+      if (!machine.devices.includes(d)) machine.addDevice(d);
+    }
+  }
+  return pc;
+}

@@ -104,10 +104,9 @@ export class Machine {
       done += n;
       if (this.cpu.halted) {
         if (!this.cpu.canWake()) {
-          if (clock.nextDeadline() === Infinity) {
-            this.stop({ kind: 'halted', message: 'the CPU halted with interrupts disabled' });
-          }
-          if (!clock.deterministic) break;
+          // HLT with IF=0: timers raise only maskable interrupts, so nothing can wake it
+          this.stop({ kind: 'halted', message: 'the CPU halted with interrupts disabled' });
+          break;
         }
         if (clock.deterministic) {
           // time jumps to the next timer while halted

@@ -38,6 +38,11 @@ import { Uart16550 } from '../devices/uart';
 import { DebugCon } from '../devices/debugcon';
 import { PostCodes } from '../devices/postcode';
 import { DebugExit } from '../devices/debugexit';
+import { Rtc } from '../devices/rtc';
+import { I8042 } from '../devices/i8042';
+import { Port92 } from '../devices/port92';
+import { LocalApic } from '../devices/apic';
+import { IoApic } from '../devices/ioapic';
 
 /** the nominal TSC rate: 1 GHz, so one TSC tick is one guest ns of the machine clock */
 export const DEFAULT_TSC_HZ = 1_000_000_000;
@@ -72,6 +77,12 @@ export interface PcOptions {
   debugExit?: boolean;
   /** nominal TSC frequency in Hz (default 1 GHz); the TSC is derived from the machine clock */
   tscHz?: number;
+  /** the RTC's time of day at power-on (ms since the epoch; default: host time, or 2026-01-01 when deterministic) */
+  startTime?: Date | number;
+  /** boot order for the CMOS/firmware in QEMU's letters (default "cad") */
+  bootOrder?: string;
+  /** a local APIC and an IOAPIC (default true); without them the 8259 drives the CPU directly */
+  apic?: boolean;
   /** further devices (RTC, i8042, APIC, IOAPIC, PCI, ACPI, fw_cfg, …), built in order after the standard ones */
   devices?: PcDeviceFactory[];
 }
@@ -94,6 +105,10 @@ export interface Pc {
   readonly debugcon: DebugCon | null;
   readonly post: PostCodes;
   readonly debugExit: DebugExit | null;
+  readonly rtc: Rtc;
+  readonly kbc: I8042;
+  readonly apic: LocalApic | null;
+  readonly ioapic: IoApic | null;
   /** the TSC rate in Hz */
   readonly tscHz: number;
   /** redirects the PIC's INT output (default: cpu.setIntr); the line is driven to its current level */
@@ -153,6 +168,18 @@ export function createPc(options: PcOptions): Pc {
     uarts.push(uart);
   });
 
+  const rtc = machine.addDevice(
+    new Rtc(machine, { irq: irq.line(8), memSize: options.memSize, startTime: options.startTime, bootOrder: options.bootOrder }),
+  );
+  const kbc = machine.addDevice(
+    new I8042(machine, {
+      irqKbd: irq.line(1),
+      irqMouse: irq.line(12),
+      onReset: () => machine.guestReset('keyboard controller reset'),
+    }),
+  );
+  machine.addDevice(new Port92(machine, () => machine.guestReset('port 0x92 fast reset')));
+
   const debugcon = options.debugcon ? machine.addDevice(new DebugCon(machine, options.debugcon)) : null;
   const post = machine.addDevice(new PostCodes(machine, options.post ?? NULL_SINK));
   const debugExit = options.debugExit === false ? null : machine.addDevice(new DebugExit(machine));
@@ -172,12 +199,32 @@ export function createPc(options: PcOptions): Pc {
     debugcon,
     post,
     debugExit,
+    rtc,
+    kbc,
+    apic: null,
+    ioapic: null,
     tscHz,
     setIntrTarget(target) {
       intrTarget = target;
       target(pic.output);
     },
   };
+
+  // local APIC (the CPU's interrupt controller; the 8259 reaches it through LINT0 in ExtINT mode, or
+  // straight through while the APIC is disabled) and the IOAPIC (ISA IRQ0 arrives on pin 2, as the MADT's
+  // interrupt source override says; line 2 is the 8259 cascade)
+  if (options.apic !== false) {
+    const apic = machine.addDevice(new LocalApic(machine, { pic }));
+    pc.setIntrTarget((level) => apic.setPicOutput(level));
+    const ioapic = machine.addDevice(new IoApic(machine, { target: apic }));
+    irq.attach({
+      setIrq: (n, level) => {
+        if (n !== 2) ioapic.setIrq(n === 0 ? 2 : n, level);
+      },
+    });
+    (pc as { apic: LocalApic | null }).apic = apic;
+    (pc as { ioapic: IoApic | null }).ioapic = ioapic;
+  }
 
   // ---- extension point: RTC, i8042, local APIC + IOAPIC, PCI, ACPI, fw_cfg, disks, NICs, VGA ----
   for (const make of options.devices ?? []) {

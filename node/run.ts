@@ -5,6 +5,7 @@
  * host input instead of spinning. Usable from tests: runVm() resolves with the exit status and never
  * calls process.exit or touches the terminal (main.ts does that).
  */
+import { createPc } from '../core/pc';
 import { ConsoleScript } from './expect';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { Machine, type StopReason } from '../core/machine';
@@ -211,15 +212,16 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
       serialSink = teeSerial;
     }
 
-    machine = new Machine({
+    const pc = createPc({
       memSize: options.memSize,
       deterministic: options.deterministic,
       noReboot: options.noReboot,
+      serial: serialSink,
+      debugcon: debugconSink,
+      post: postSink,
     });
-    uart = machine.addDevice(new Uart16550(machine, { sink: serialSink }));
-    if (debugconSink) machine.addDevice(new DebugCon(machine, debugconSink));
-    machine.addDevice(new PostCodes(machine, postSink ?? NULL_SINK));
-    machine.addDevice(new DebugExit(machine));
+    machine = pc.machine;
+    uart = pc.com1;
 
     if (bios) loadBios(machine.mem, bios);
     if (kernel && options.kernel !== undefined) {

@@ -110,7 +110,14 @@ describe('createPc', () => {
     expect(io.ownerOf(0x80)).toBe('post-codes@0x80');
     expect(io.ownerOf(0xf4)).toBe('isa-debug-exit');
     expect(io.ownerOf(0xe9)).toBeUndefined(); // no debugcon unless asked for
-    expect(pc.cpu.pic).toBe(pc.pic);
+    // with the local APIC (the default) the CPU takes interrupts from it; the 8259 reaches it via LINT0
+    expect(pc.cpu.pic).toBe(pc.apic);
+    expect(pc.cpu.hasApic).toBe(true);
+    expect(io.ownerOf(0x70)).toBe('rtc');
+    expect(io.ownerOf(0x60)).toBeDefined();
+    const noApic = createPc({ memSize: 2 << 20, apic: false });
+    expect(noApic.cpu.pic).toBe(noApic.pic);
+    expect(noApic.cpu.hasApic).toBe(false);
     expect(pc.uarts.length).toBe(4);
     expect(pc.com1).toBe(pc.uarts[0]);
     const names = pc.machine.devices.map((d) => d.name);

@@ -42,6 +42,7 @@ import { Rtc } from '../devices/rtc';
 import { I8042 } from '../devices/i8042';
 import { Port92 } from '../devices/port92';
 import { LocalApic } from '../devices/apic';
+import { pcMemoryMap, type MemoryRegion } from './loader/multiboot';
 import { IoApic } from '../devices/ioapic';
 
 /** the nominal TSC rate: 1 GHz, so one TSC tick is one guest ns of the machine clock */
@@ -113,6 +114,10 @@ export interface Pc {
   readonly tscHz: number;
   /** redirects the PIC's INT output (default: cpu.setIntr); the line is driven to its current level */
   setIntrTarget(target: (level: boolean) => void): void;
+  /** the e820 memory map of this PC (RAM, and the areas firmware tables occupy) */
+  memoryMap(): MemoryRegion[];
+  /** regions added to the memory map as reserved or ACPI (type 2 / 3) */
+  readonly reservedRegions: MemoryRegion[];
 }
 
 /** the TSC after `ns` guest nanoseconds at `hz` ticks per second (exact integer arithmetic) */
@@ -134,6 +139,27 @@ function routerDevice(router: IrqRouter): Device {
     saveState: () => router.saveState(),
     loadState: (s: unknown) => router.loadState(s as number[]),
   };
+}
+
+/** carves reserved regions (page aligned, inside RAM) out of a memory map's RAM entries */
+export function mergeRegions(map: MemoryRegion[], reserved: MemoryRegion[]): MemoryRegion[] {
+  let out = map.slice();
+  for (const r of reserved) {
+    const next: MemoryRegion[] = [];
+    for (const m of out) {
+      const mEnd = m.base + m.length;
+      const rEnd = r.base + r.length;
+      if (m.type !== 1 || rEnd <= m.base || r.base >= mEnd) {
+        next.push(m);
+        continue;
+      }
+      if (r.base > m.base) next.push({ base: m.base, length: r.base - m.base, type: 1 });
+      if (rEnd < mEnd) next.push({ base: rEnd, length: mEnd - rEnd, type: 1 });
+    }
+    next.push(r);
+    out = next;
+  }
+  return out.sort((a, b) => a.base - b.base);
 }
 
 export function createPc(options: PcOptions): Pc {
@@ -204,6 +230,11 @@ export function createPc(options: PcOptions): Pc {
     apic: null,
     ioapic: null,
     tscHz,
+    reservedRegions: [],
+    memoryMap() {
+      const map = pcMemoryMap(options.memSize);
+      return mergeRegions(map, this.reservedRegions);
+    },
     setIntrTarget(target) {
       intrTarget = target;
       target(pic.output);

@@ -25,6 +25,8 @@ export interface RunOptions {
   append?: string;
   /** scripted console session (--expect/--send pairs or --script FILE), in order */
   script: ScriptStep[];
+  /** boot the default Linux guest (images/default) because neither --kernel nor --bios was given */
+  defaultGuest?: boolean;
   /** RAM in bytes */
   memSize: number;
   serial: SerialOption;
@@ -49,10 +51,13 @@ Usage:
 
 export const RUN_HELP = `Usage: x86vm run [options]
 
+With neither --kernel nor --bios, the default Linux guest (images/default) boots with the
+terminal as its serial console.
+
 Boot firmware or a kernel:
   --bios FILE             firmware image (64–256 KiB, a multiple of 64 KiB) mapped to end at 4 GiB,
                           its last 128 KiB also below 1 MiB; starts at the reset vector F000:FFF0
-  --kernel FILE           Multiboot v1 kernel (ELF32 or a.out kludge)
+  --kernel FILE           a Linux bzImage, or a Multiboot v1 kernel (ELF32 or a.out kludge)
   --initrd FILE           initial ramdisk for a Linux kernel
   --append STR            kernel command line (Multiboot: passed as "FILE STR", like QEMU)
 
@@ -233,7 +238,8 @@ export function parseCommandLine(argv: string[]): Command {
     throw new UsageError('--initrd needs --kernel');
   }
   if (options.bios === undefined && options.kernel === undefined) {
-    throw new UsageError('nothing to boot: give --kernel FILE (a Multiboot kernel) or --bios FILE (the default Linux guest is not available yet)');
+    // no firmware and no kernel: the default Linux guest (images/default)
+    options.defaultGuest = true;
   }
   return { command: 'run', options };
 }

@@ -6,17 +6,16 @@
  * calls process.exit or touches the terminal (main.ts does that).
  */
 import { createPc } from '../core/pc';
+import { fileURLToPath } from 'node:url';
 import { ConsoleScript } from './expect';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { Machine, type StopReason } from '../core/machine';
 import { CS } from '../core/defs';
 import { BufferSink, NULL_SINK, type SerialSink } from '../core/host';
 import { loadBios, checkBiosSize } from '../core/loader/bios';
-import { loadMultiboot, looksLikeLinuxKernel, MultibootError } from '../core/loader/multiboot';
+import { loadMultiboot, MultibootError } from '../core/loader/multiboot';
+import { isLinuxKernel, loadLinux, LinuxBootError } from '../core/loader/linux';
 import { Uart16550 } from '../devices/uart';
-import { DebugCon } from '../devices/debugcon';
-import { PostCodes } from '../devices/postcode';
-import { DebugExit } from '../devices/debugexit';
 import type { RunOptions } from './options';
 
 export const EXIT_OK = 0;
@@ -28,6 +27,9 @@ export const EXIT_TIMEOUT = 124;
 
 /** instructions per slice between trips through the event loop */
 export const SLICE = 1_000_000;
+
+/** the default guest's kernel command line */
+export const DEFAULT_GUEST_APPEND = 'console=ttyS0';
 
 export interface RunResult {
   exitCode: number;
@@ -169,6 +171,17 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
   let machine: Machine;
   let uart: Uart16550;
   try {
+    if (options.defaultGuest) {
+      const dir = new URL('../images/default/', import.meta.url);
+      const kernelPath = fileURLToPath(new URL('bzImage', dir));
+      const initrdPath = fileURLToPath(new URL('initramfs.cpio.gz', dir));
+      for (const p of [kernelPath, initrdPath]) {
+        if (!existsSync(p)) {
+          throw new UserError(`the default guest is not built: '${p}' is missing (see images/README.md), or give --kernel FILE`);
+        }
+      }
+      options = { ...options, kernel: kernelPath, initrd: initrdPath, append: options.append ?? DEFAULT_GUEST_APPEND };
+    }
     const bios = options.bios !== undefined ? readInput(options.bios, 'BIOS image') : undefined;
     const kernel = options.kernel !== undefined ? readInput(options.kernel, 'kernel') : undefined;
     if (bios && options.bios !== undefined) {
@@ -226,16 +239,27 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
     if (bios) loadBios(machine.mem, bios);
     if (kernel && options.kernel !== undefined) {
       const file = options.kernel;
-      try {
-        loadMultiboot(machine, kernel, { cmdline: `${file} ${options.append ?? ''}` });
-      } catch (e) {
-        if (e instanceof MultibootError) {
-          if (e.notMultiboot && looksLikeLinuxKernel(kernel)) {
-            throw new UserError(`kernel '${file}' is a Linux kernel; only Multiboot v1 kernels can be loaded for now`);
-          }
-          throw new UserError(`kernel '${file}': ${e.message}`);
+      if (isLinuxKernel(kernel)) {
+        const initrd = options.initrd !== undefined ? readInput(options.initrd, 'initrd') : undefined;
+        try {
+          loadLinux(pc, kernel, { cmdline: options.append ?? '', initrd, memoryMap: pc.memoryMap() });
+        } catch (e) {
+          if (e instanceof LinuxBootError) throw new UserError(`kernel '${file}': ${e.message}`);
+          throw e;
         }
-        throw e;
+      } else {
+        if (options.initrd !== undefined) {
+          throw new UserError(`--initrd '${options.initrd}': kernel '${file}' is not a Linux kernel (an initrd needs one)`);
+        }
+        try {
+          loadMultiboot(machine, kernel, { cmdline: `${file} ${options.append ?? ''}` });
+        } catch (e) {
+          if (e instanceof MultibootError) {
+            if (e.notMultiboot) throw new UserError(`kernel '${file}' is neither a Linux bzImage nor a Multiboot kernel`);
+            throw new UserError(`kernel '${file}': ${e.message}`);
+          }
+          throw e;
+        }
       }
     }
   } catch (e) {

@@ -117,8 +117,15 @@ describe('x86vm usage', () => {
     expectUsageError(x86vm(['run', '--kernel']), /--kernel/);
   });
 
-  it('needs --kernel or --bios', () => {
-    expectUsageError(x86vm(['run']), /--kernel.*--bios/);
+  it('boots the default Linux guest when given neither --kernel nor --bios', () => {
+    const cmd = parseCommandLine(['run']);
+    expect(cmd.command).toBe('run');
+    if (cmd.command === 'run') {
+      expect(cmd.options.defaultGuest).toBe(true);
+      expect(cmd.options.kernel).toBeUndefined();
+    }
+    expect(parseCommandLine(['run', '--kernel', 'k']).command === 'run' &&
+      (parseCommandLine(['run', '--kernel', 'k']) as { options: RunOptions }).options.defaultGuest).toBeFalsy();
   });
 
   it('names a missing or unreadable file', () => {
@@ -132,12 +139,15 @@ describe('x86vm usage', () => {
 
   it('refuses a file that is not a Multiboot kernel, naming it', () => {
     const junk = file('junk.bin', new Uint8Array(20000).fill(0x90));
-    expectUsageError(x86vm(['run', '--kernel', junk]), new RegExp(`${junk}.*not a Multiboot kernel`));
+    expectUsageError(x86vm(['run', '--kernel', junk]), new RegExp(`${junk}.*neither a Linux bzImage nor a Multiboot kernel`));
     const linux = new Uint8Array(0x4000);
     linux.set([0x55, 0xaa], 0x1fe);
     linux.set([0x48, 0x64, 0x72, 0x53], 0x202); // "HdrS"
     const lk = file('bzImage', linux);
-    expectUsageError(x86vm(['run', '--kernel', lk]), /Linux kernel/);
+    // a Linux header that is too short / too old is named with the reason
+    expectUsageError(x86vm(['run', '--kernel', lk]), new RegExp(`kernel '${lk}': `));
+    // an initrd needs a Linux kernel
+    expectUsageError(x86vm(['run', '--kernel', junk, '--initrd', junk]), /--initrd .* is not a Linux kernel/);
   });
 
   it('refuses a BIOS image of the wrong size', () => {

@@ -43,6 +43,10 @@ import { I8042 } from '../devices/i8042';
 import { Port92 } from '../devices/port92';
 import { LocalApic } from '../devices/apic';
 import { pcMemoryMap, type MemoryRegion } from './loader/multiboot';
+import { createPciHost, assignPciIrqsLikeSeaBios, devfn, type PciBus, type I440fxHostBridge, type Piix3IsaBridge } from '../devices/pci';
+import { AcpiPm, PIIX4_ACPI_LAYOUT } from '../devices/acpi';
+import { buildAcpiTables, linkTables, type AcpiBlobs } from './acpi-tables';
+import { FwCfg } from '../devices/fwcfg';
 import { IoApic } from '../devices/ioapic';
 
 /** the nominal TSC rate: 1 GHz, so one TSC tick is one guest ns of the machine clock */
@@ -84,6 +88,8 @@ export interface PcOptions {
   bootOrder?: string;
   /** a local APIC and an IOAPIC (default true); without them the 8259 drives the CPU directly */
   apic?: boolean;
+  /** the PCI host (i440FX + PIIX3 + PIIX4 ACPI power management), ACPI tables and fw_cfg (default true) */
+  pci?: boolean;
   /** further devices (RTC, i8042, APIC, IOAPIC, PCI, ACPI, fw_cfg, …), built in order after the standard ones */
   devices?: PcDeviceFactory[];
 }
@@ -110,6 +116,13 @@ export interface Pc {
   readonly kbc: I8042;
   readonly apic: LocalApic | null;
   readonly ioapic: IoApic | null;
+  readonly pci: PcPci | null;
+  /**
+   * Does what firmware would for a kernel entered directly (no BIOS): enables the ACPI PM block, routes
+   * PCI interrupts, and places the ACPI tables (tables near the top of RAM, reserved in the memory map;
+   * the RSDP in the BIOS area where the OS scans for it).
+   */
+  prepareDirectBoot(): void;
   /** the TSC rate in Hz */
   readonly tscHz: number;
   /** redirects the PIC's INT output (default: cpu.setIntr); the line is driven to its current level */
@@ -119,6 +132,20 @@ export interface Pc {
   /** regions added to the memory map as reserved or ACPI (type 2 / 3) */
   readonly reservedRegions: MemoryRegion[];
 }
+
+export interface PcPci {
+  bus: PciBus;
+  hostBridge: I440fxHostBridge;
+  isa: Piix3IsaBridge;
+  pm: AcpiPm;
+  acpi: AcpiBlobs;
+  fwcfg: FwCfg;
+}
+
+/** where a direct boot puts the RSDP (in the reserved BIOS area the OS scans) */
+export const DIRECT_BOOT_RSDP = 0xf0000;
+/** bytes reserved at the top of RAM for the ACPI tables of a direct boot */
+export const DIRECT_BOOT_ACPI_SIZE = 0x10000;
 
 /** the TSC after `ns` guest nanoseconds at `hz` ticks per second (exact integer arithmetic) */
 export function tscTicks(ns: number, hz: number): number {
@@ -229,6 +256,24 @@ export function createPc(options: PcOptions): Pc {
     kbc,
     apic: null,
     ioapic: null,
+    pci: null,
+    prepareDirectBoot() {
+      const pci = this.pci;
+      if (!pci) return;
+      pci.pm.enableAt();
+      const levels = assignPciIrqsLikeSeaBios(pci.bus, pci.isa);
+      // the SCI (9) and the PCI interrupts are level-triggered: set them in the ELCR
+      let elcr = 0;
+      for (const n of [9, ...levels]) elcr |= 1 << n;
+      io.out8(0x4d0, elcr & 0xff);
+      io.out8(0x4d1, elcr >> 8);
+      const tablesAddr = options.memSize - DIRECT_BOOT_ACPI_SIZE;
+      const linked = linkTables(pci.acpi, tablesAddr, DIRECT_BOOT_RSDP);
+      if (linked.tables.length > DIRECT_BOOT_ACPI_SIZE) throw new Error('ACPI tables too large');
+      mem.load(tablesAddr, linked.tables);
+      mem.load(DIRECT_BOOT_RSDP, linked.rsdp);
+      this.reservedRegions.push({ base: tablesAddr, length: DIRECT_BOOT_ACPI_SIZE, type: 3 });
+    },
     tscHz,
     reservedRegions: [],
     memoryMap() {
@@ -255,6 +300,22 @@ export function createPc(options: PcOptions): Pc {
     });
     (pc as { apic: LocalApic | null }).apic = apic;
     (pc as { ioapic: IoApic | null }).ioapic = ioapic;
+  }
+
+  // PCI: host bridge, ISA bridge, ACPI power management; the ACPI tables and fw_cfg for firmware
+  if (options.pci !== false) {
+    const { bus, hostBridge, isa } = createPciHost(machine, irq);
+    bus.onReset = (message) => machine.guestReset(message);
+    machine.addDevice(bus);
+    const pm = bus.add(new AcpiPm(machine, irq.line(9)), devfn(1, 3));
+    const acpi = buildAcpiTables({
+      layout: PIIX4_ACPI_LAYOUT,
+      ioapicId: pc.ioapic ? 1 : 0,
+      levelIrqs: [9, 10, 11],
+      prt: true,
+    });
+    const fwcfg = machine.addDevice(new FwCfg(machine, { ramSize: options.memSize, acpi }));
+    (pc as { pci: PcPci | null }).pci = { bus, hostBridge, isa, pm, acpi, fwcfg };
   }
 
   // ---- extension point: RTC, i8042, local APIC + IOAPIC, PCI, ACPI, fw_cfg, disks, NICs, VGA ----

@@ -242,6 +242,7 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
       if (isLinuxKernel(kernel)) {
         const initrd = options.initrd !== undefined ? readInput(options.initrd, 'initrd') : undefined;
         try {
+          pc.prepareDirectBoot();
           loadLinux(pc, kernel, { cmdline: options.append ?? '', initrd, memoryMap: pc.memoryMap() });
         } catch (e) {
           if (e instanceof LinuxBootError) throw new UserError(`kernel '${file}': ${e.message}`);

@@ -16,10 +16,16 @@ export interface Timer {
 
 export class Clock {
   readonly deterministic: boolean;
-  /** guest ns per retired instruction in deterministic mode */
+  /** guest ns per retired instruction in deterministic mode (1: a nominal 1 GHz CPU, like the TSC) */
   nsPerInstruction = 1;
   /** supplies the retired-instruction count (set by the machine) */
   instructions: () => number = () => 0;
+  /** tells whether the CPU is halted, waiting for an interrupt (set by the machine) */
+  idle: () => boolean = () => true;
+  /** real-time mode: the most guest time one instruction may take while the CPU runs */
+  maxNsPerInstruction = 20;
+  private paceTime = 0;
+  private paceInstr = 0;
   private hostBase = 0;
   private guestBase = 0;
   private paused = true;
@@ -34,11 +40,34 @@ export class Clock {
     return performance.now() * 1e6;
   }
 
-  /** current guest time in ns */
+  /**
+   * current guest time in ns. Real-time mode follows the host's clock, with two guards that keep every
+   * clock derived from now() consistent when the emulator cannot keep up:
+   * - pacing: while the CPU runs, guest time advances at most maxNsPerInstruction per instruction (the
+   *   host-clock lag beyond that is forgiven), so the guest always gets a realistic amount of work done
+   *   between two timer ticks and never sees ticks pile up;
+   * - no skipped timers: time never passes a timer that has not fired yet.
+   * While the CPU is halted, time follows the host clock freely (the guest is waiting).
+   */
   now(): number {
     if (this.deterministic) return this.guestBase + this.instructions() * this.nsPerInstruction;
     if (this.paused) return this.guestBase;
-    return this.guestBase + (Clock.host() - this.hostBase);
+    let t = this.guestBase + (Clock.host() - this.hostBase);
+    const instr = this.instructions();
+    if (!this.idle()) {
+      const paced = this.paceTime + (instr - this.paceInstr) * this.maxNsPerInstruction;
+      if (t > paced) {
+        this.hostBase += t - paced; // forgive the lag
+        t = paced;
+      }
+    }
+    this.paceTime = t;
+    this.paceInstr = instr;
+    if (this.timers.length) {
+      const cap = this.timers[0].deadline;
+      if (t > cap) return cap;
+    }
+    return t;
   }
 
   /** real-time mode: start or stop the clock (guest time does not advance while paused) */
@@ -48,6 +77,8 @@ export class Clock {
     if (running) {
       this.hostBase = Clock.host();
       this.paused = false;
+      this.paceTime = this.guestBase;
+      this.paceInstr = this.instructions();
     } else {
       this.guestBase = this.now();
       this.paused = true;

@@ -36,6 +36,10 @@ export interface Device {
   loadState?(state: unknown): void;
 }
 
+/** real-time mode: instructions run between timer checks, at least and at most */
+const MIN_QUANTUM = 2000;
+const MAX_QUANTUM = 200_000;
+
 export class Machine {
   readonly mem: Memory;
   readonly io: IoBus;
@@ -44,6 +48,8 @@ export class Machine {
   readonly devices: Device[] = [];
   readonly options: MachineOptions;
   stopReason: StopReason | null = null;
+  /** measured speed (real-time mode), used to size the quanta between timer checks */
+  instructionsPerMs = 20_000;
 
   constructor(options: MachineOptions) {
     this.options = options;
@@ -52,6 +58,7 @@ export class Machine {
     this.clock = new Clock(!!options.deterministic);
     this.cpu = new Cpu(this.mem, this.io);
     this.clock.instructions = () => this.cpu.instructionCount;
+    this.clock.idle = () => this.cpu.halted;
     this.cpu.onShutdown = (why) => this.guestReset(`triple fault: ${why}`, true);
   }
 
@@ -93,15 +100,25 @@ export class Machine {
       clock.runDue();
       if (this.stopReason) break;
       let budget = maxInstructions - done;
-      if (clock.deterministic) {
-        const next = clock.nextDeadline();
-        if (next !== Infinity) {
+      const next = clock.nextDeadline();
+      if (next !== Infinity) {
+        if (clock.deterministic) {
           const until = Math.ceil((next - clock.now()) / clock.nsPerInstruction);
           budget = Math.max(1, Math.min(budget, until));
+        } else {
+          // real time: run about as many instructions as fit before the next timer at the measured
+          // speed, in short quanta, so timers fire on time instead of once per host slice
+          const until = Math.ceil(((next - clock.now()) / 1e6) * this.instructionsPerMs);
+          budget = Math.max(MIN_QUANTUM, Math.min(budget, until, MAX_QUANTUM));
         }
       }
+      const t0 = clock.deterministic ? 0 : performance.now();
       const n = this.cpu.run(budget);
       done += n;
+      if (!clock.deterministic && n >= MIN_QUANTUM) {
+        const dt = performance.now() - t0;
+        if (dt > 0) this.instructionsPerMs = this.instructionsPerMs * 0.75 + (n / dt) * 0.25;
+      }
       if (this.cpu.halted) {
         if (!this.cpu.canWake()) {
           // HLT with IF=0: timers raise only maskable interrupts, so nothing can wake it

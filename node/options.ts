@@ -231,7 +231,7 @@ export function parseCommandLine(argv: string[]): Command {
     deterministic: !!values.deterministic,
     noReboot: !!values['no-reboot'],
   };
-  if (options.append !== undefined && options.kernel === undefined) {
+  if (options.append !== undefined && options.kernel === undefined && options.bios !== undefined) {
     throw new UsageError('--append needs --kernel');
   }
   if (options.initrd !== undefined && options.kernel === undefined) {

@@ -113,14 +113,19 @@ function bulkStos(cpu: Cpu, size: number, count: number): number {
   return n;
 }
 
+/** one MOVS element: copy, then step SI/DI */
+function movsOne(cpu: Cpu, ss: number, size: number, delta: number): void {
+  const v = readN(cpu, ss, getIdx(cpu, ESI), size);
+  writeN(cpu, ES, getIdx(cpu, EDI), size, v);
+  setIdx(cpu, ESI, getIdx(cpu, ESI) + delta);
+  setIdx(cpu, EDI, getIdx(cpu, EDI) + delta);
+}
+
 function movs(cpu: Cpu, size: number): void {
   const ss = srcSeg(cpu);
   const delta = cpu.flags & F_DF ? -size : size;
   if (cpu.rep === 0) {
-    const v = readN(cpu, ss, getIdx(cpu, ESI), size);
-    writeN(cpu, ES, getIdx(cpu, EDI), size, v);
-    setIdx(cpu, ESI, getIdx(cpu, ESI) + delta);
-    setIdx(cpu, EDI, getIdx(cpu, EDI) + delta);
+    movsOne(cpu, ss, size, delta);
     return;
   }
   let count = getCount(cpu);
@@ -135,10 +140,7 @@ function movs(cpu: Cpu, size: number): void {
         continue;
       }
     }
-    const v = readN(cpu, ss, getIdx(cpu, ESI), size);
-    writeN(cpu, ES, getIdx(cpu, EDI), size, v);
-    setIdx(cpu, ESI, getIdx(cpu, ESI) + delta);
-    setIdx(cpu, EDI, getIdx(cpu, EDI) + delta);
+    movsOne(cpu, ss, size, delta);
     count--;
     budget -= 16;
     setCount(cpu, count);

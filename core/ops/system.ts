@@ -120,43 +120,27 @@ def(0x0f01, 'GRP7', (cpu) => {
   }
 });
 
-// ---- LAR / LSL ----
-def(
-  0x0f02,
-  'LAR Gv,Ew',
-  (cpu) => {
-    const modrm = cpu.fetch8();
-    requirePm(cpu);
-    const r = pm.lar(cpu, cpu.readRm16(modrm));
-    setZF(cpu, r !== null);
-    if (r !== null) cpu.r16[((modrm >> 3) & 7) << 1] = r;
-  },
-  (cpu) => {
-    const modrm = cpu.fetch8();
-    requirePm(cpu);
-    const r = pm.lar(cpu, cpu.readRm16(modrm));
-    setZF(cpu, r !== null);
-    if (r !== null) cpu.regs[(modrm >> 3) & 7] = r;
-  },
-);
-def(
-  0x0f03,
-  'LSL Gv,Ew',
-  (cpu) => {
-    const modrm = cpu.fetch8();
-    requirePm(cpu);
-    const r = pm.lsl(cpu, cpu.readRm16(modrm));
-    setZF(cpu, r !== null);
-    if (r !== null) cpu.r16[((modrm >> 3) & 7) << 1] = r;
-  },
-  (cpu) => {
-    const modrm = cpu.fetch8();
-    requirePm(cpu);
-    const r = pm.lsl(cpu, cpu.readRm16(modrm));
-    setZF(cpu, r !== null);
-    if (r !== null) cpu.regs[(modrm >> 3) & 7] = r;
-  },
-);
+// ---- LAR / LSL: the result (or null → ZF=0) goes to the 16- or 32-bit destination ----
+function selectorQuery(query: (cpu: Cpu, sel: number) => number | null) {
+  return [
+    (cpu: Cpu) => {
+      const modrm = cpu.fetch8();
+      requirePm(cpu);
+      const r = query(cpu, cpu.readRm16(modrm));
+      setZF(cpu, r !== null);
+      if (r !== null) cpu.r16[((modrm >> 3) & 7) << 1] = r;
+    },
+    (cpu: Cpu) => {
+      const modrm = cpu.fetch8();
+      requirePm(cpu);
+      const r = query(cpu, cpu.readRm16(modrm));
+      setZF(cpu, r !== null);
+      if (r !== null) cpu.regs[(modrm >> 3) & 7] = r;
+    },
+  ] as const;
+}
+def(0x0f02, 'LAR Gv,Ew', ...selectorQuery(pm.lar));
+def(0x0f03, 'LSL Gv,Ew', ...selectorQuery(pm.lsl));
 
 def(0x0f06, 'CLTS', (cpu) => {
   requireCpl0(cpu);

@@ -22,6 +22,8 @@ export class Clock {
   instructions: () => number = () => 0;
   /** tells whether the CPU is halted, waiting for an interrupt (set by the machine) */
   idle: () => boolean = () => true;
+  /** called when now() reaches a pending timer in real-time mode (the machine ends the CPU's slice) */
+  onDue: () => void = () => {};
   /** real-time mode: the most guest time one instruction may take while the CPU runs */
   maxNsPerInstruction = 20;
   private paceTime = 0;
@@ -65,7 +67,10 @@ export class Clock {
     this.paceInstr = instr;
     if (this.timers.length) {
       const cap = this.timers[0].deadline;
-      if (t > cap) return cap;
+      if (t > cap) {
+        this.onDue(); // a timer is due: the machine stops the CPU's slice to fire it
+        return cap;
+      }
     }
     return t;
   }

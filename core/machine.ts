@@ -59,6 +59,7 @@ export class Machine {
     this.cpu = new Cpu(this.mem, this.io);
     this.clock.instructions = () => this.cpu.instructionCount;
     this.clock.idle = () => this.cpu.halted;
+    this.clock.onDue = () => this.cpu.requestExit();
     this.cpu.onShutdown = (why) => this.guestReset(`triple fault: ${why}`, true);
   }
 
@@ -101,6 +102,7 @@ export class Machine {
       if (this.stopReason) break;
       let budget = maxInstructions - done;
       const next = clock.nextDeadline();
+      if (!clock.deterministic) budget = Math.min(budget, MAX_QUANTUM);
       if (next !== Infinity) {
         if (clock.deterministic) {
           const until = Math.ceil((next - clock.now()) / clock.nsPerInstruction);

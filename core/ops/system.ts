@@ -235,6 +235,8 @@ def(0x0f23, 'MOV Dd,Rd', (cpu) => {
 
 // ---- TSC and MSRs ----
 export const MSR_TSC = 0x10;
+/** IA32_PLATFORM_ID (read-only): bits 52:50 = 0, the platform the microcode driver reports as pf=0x1 */
+export const MSR_PLATFORM_ID = 0x17;
 export const MSR_APIC_BASE = 0x1b;
 export const MSR_BIOS_SIGN = 0x8b;
 export const MSR_SYSENTER_CS = 0x174;
@@ -268,6 +270,7 @@ def(0x0f32, 'RDMSR', (cpu) => {
       if (!cpu.hasApic) cpu.gp(0);
       lo = cpu.apicBase;
       break;
+    case MSR_PLATFORM_ID:
     case MSR_BIOS_SIGN:
       break;
     case MSR_SYSENTER_CS: lo = cpu.sysenterCs; break;

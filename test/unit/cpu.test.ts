@@ -216,3 +216,20 @@ describe('32-bit protected mode', () => {
     expect(c.mem.read32(0x100000) & 0x20).toBe(0x20);
   });
 });
+
+describe('model-specific registers', () => {
+  it('reads IA32_PLATFORM_ID (0x17) as 0, as Linux\'s microcode driver does on family 6', () => {
+    const { m } = runFlat32(`
+      mov eax, 0xffffffff
+      mov edx, 0xffffffff
+      mov ecx, 0x17
+      rdmsr
+      mov ebx, 0x5a5a
+      hlt`);
+    const c = m.cpu;
+    expect(m.stopReason).toBeFalsy();
+    expect(c.regs[EBX]).toBe(0x5a5a);
+    expect(c.regs[EAX]).toBe(0);
+    expect(c.regs[EDX]).toBe(0);
+  });
+});

@@ -414,6 +414,20 @@ function checkNewSs(cpu: Cpu, ssSel: number, pl: number, ext: number): void {
 // far JMP / CALL / RET / IRET
 // =====================================================================================
 
+/**
+ * JMP/CALL far to a task gate (type 5) or a TSS descriptor (types 1, 9): the DPL check, the gate's
+ * present check, then the task switch (to the gate's TSS selector, or to sel itself).
+ */
+function farToTask(cpu: Cpu, sel: number, lo: number, hi: number, type: number, dpl: number, cpl: number, rpl: number, reason: number): void {
+  if (dpl < cpl || dpl < rpl) fault(cpu, EX_GP, sel & 0xfffc);
+  if (type === 5) {
+    if (!present(hi)) fault(cpu, EX_NP, sel & 0xfffc);
+    taskSwitch(cpu, lo >>> 16, reason, 0);
+  } else {
+    taskSwitch(cpu, sel, reason, 0);
+  }
+}
+
 /** far JMP (EA, FF /5) to sel:offset */
 export function farJmp(cpu: Cpu, sel: number, offset: number): void {
   sel &= 0xffff;
@@ -461,18 +475,11 @@ export function farJmp(cpu: Cpu, sel: number, offset: number): void {
       cpu.eip = target;
       return;
     }
-    case 5: {
-      if (dpl < cpl || dpl < rpl) fault(cpu, EX_GP, sel & 0xfffc);
-      if (!present(hi)) fault(cpu, EX_NP, sel & 0xfffc);
-      taskSwitch(cpu, lo >>> 16, TS_JMP, 0);
-      return;
-    }
+    case 5:
     case 1:
-    case 9: {
-      if (dpl < cpl || dpl < rpl) fault(cpu, EX_GP, sel & 0xfffc);
-      taskSwitch(cpu, sel, TS_JMP, 0);
+    case 9:
+      farToTask(cpu, sel, lo, hi, type, dpl, cpl, rpl, TS_JMP);
       return;
-    }
     default:
       fault(cpu, EX_GP, sel & 0xfffc);
   }
@@ -519,18 +526,11 @@ export function farCall(cpu: Cpu, sel: number, offset: number): void {
     case 0xc:
       callGate(cpu, sel, lo, hi);
       return;
-    case 5: {
-      if (dpl < cpl || dpl < rpl) fault(cpu, EX_GP, sel & 0xfffc);
-      if (!present(hi)) fault(cpu, EX_NP, sel & 0xfffc);
-      taskSwitch(cpu, lo >>> 16, TS_CALL, 0);
-      return;
-    }
+    case 5:
     case 1:
-    case 9: {
-      if (dpl < cpl || dpl < rpl) fault(cpu, EX_GP, sel & 0xfffc);
-      taskSwitch(cpu, sel, TS_CALL, 0);
+    case 9:
+      farToTask(cpu, sel, lo, hi, type, dpl, cpl, rpl, TS_CALL);
       return;
-    }
     default:
       fault(cpu, EX_GP, sel & 0xfffc);
   }

@@ -50,6 +50,13 @@ export class Machine {
   stopReason: StopReason | null = null;
   /** measured speed (real-time mode), used to size the quanta between timer checks */
   instructionsPerMs = 20_000;
+  /**
+   * Host work the guest must wait for before it may run on (deterministic mode: an I/O completion fell
+   * due before the host finished it). run() returns at once while it is set; the host awaits it.
+   */
+  hostWait: Promise<void> | null = null;
+  /** host I/O operations not yet settled (see trackIo) */
+  private readonly inflight = new Set<Promise<unknown>>();
 
   constructor(options: MachineOptions) {
     this.options = options;
@@ -61,6 +68,39 @@ export class Machine {
     this.clock.idle = () => this.cpu.halted;
     this.clock.onDue = () => this.cpu.requestExit();
     this.cpu.onShutdown = (why) => this.guestReset(`triple fault: ${why}`, true);
+  }
+
+  /**
+   * Stops the CPU until `p` settles (core/blockio.ts): run() returns early and hostWait is set until
+   * then. Guest time does not advance meanwhile.
+   */
+  waitForHost(p: Promise<unknown>): void {
+    const prev = this.hostWait;
+    const w: Promise<void> = Promise.all([prev, p]).then(
+      () => {
+        if (this.hostWait === w) this.hostWait = null;
+      },
+      () => {
+        if (this.hostWait === w) this.hostWait = null;
+      },
+    );
+    this.hostWait = w;
+    this.cpu.requestExit();
+  }
+
+  /** records a host I/O operation in flight, so that quiesce() can wait for it */
+  trackIo(p: Promise<unknown>): void {
+    this.inflight.add(p);
+    const drop = (): void => {
+      this.inflight.delete(p);
+    };
+    p.then(drop, drop);
+  }
+
+  /** resolves once every host I/O operation started so far has settled (before a snapshot, on close) */
+  async quiesce(): Promise<void> {
+    while (this.inflight.size) await Promise.allSettled([...this.inflight]);
+    if (this.hostWait) await this.hostWait;
   }
 
   addDevice<T extends Device>(dev: T): T {
@@ -97,9 +137,9 @@ export class Machine {
   run(maxInstructions: number): number {
     let done = 0;
     const clock = this.clock;
-    while (done < maxInstructions && !this.stopReason) {
+    while (done < maxInstructions && !this.stopReason && !this.hostWait) {
       clock.runDue();
-      if (this.stopReason) break;
+      if (this.stopReason || this.hostWait) break;
       let budget = maxInstructions - done;
       const next = clock.nextDeadline();
       if (!clock.deterministic) budget = Math.min(budget, MAX_QUANTUM);

@@ -5,7 +5,7 @@
  * host input instead of spinning. Usable from tests: runVm() resolves with the exit status and never
  * calls process.exit or touches the terminal (main.ts does that).
  */
-import { createPc } from '../core/pc';
+import { createPc, type PcDeviceFactory } from '../core/pc';
 import { fileURLToPath } from 'node:url';
 import { ConsoleScript } from './expect';
 import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
@@ -57,6 +57,8 @@ export interface RunHooks {
   stdout?: (bytes: Uint8Array) => void;
   /** called after the machine is built and loaded, before it runs */
   onReady?: (vm: VmControl) => void;
+  /** extra devices for the PC (tests and tools plug controllers in here) */
+  devices?: PcDeviceFactory[];
 }
 
 class UserError extends Error {}
@@ -232,6 +234,7 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
       serial: serialSink,
       debugcon: debugconSink,
       post: postSink,
+      devices: hooks.devices,
     });
     machine = pc.machine;
     uart = pc.com1;
@@ -325,6 +328,11 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
         scriptOut.length = 0;
       }
       if (machine.stopReason) break;
+      if (machine.hostWait) {
+        // deterministic mode: a disk completion fell due before the host finished it
+        await machine.hostWait;
+        continue;
+      }
       if (total >= limit) {
         limitHit = true;
         break;

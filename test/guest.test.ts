@@ -23,21 +23,32 @@ interface Run {
   out: string;
   err: string;
   seconds: number;
+  /** host wall-clock time (ms) at which each `@@NAME` marker line first reached us */
+  seen: Map<string, number>;
 }
 
-/** runs x86vm with the given flags and a session: each command is sent after a prompt, then poweroff */
-function session(flags: string[], commands: string[], timeout = 400): Promise<Run> {
+/**
+ * runs x86vm with the given flags and a session: each command is sent after a prompt, then `poweroff`
+ * (the guest's init turns it into an ACPI power-off: the run ends with status 0)
+ */
+function session(flags: string[], commands: string[], timeout = 400, poweroff = 'poweroff -f'): Promise<Run> {
   const args = ['run', ...flags, '--timeout', String(timeout), '--serial', 'stdio'];
   for (const c of commands) args.push('--expect', PROMPT, '--send', `${c}\\n`);
-  args.push('--expect', PROMPT, '--send', 'poweroff -f\\n');
+  args.push('--expect', PROMPT, '--send', `${poweroff}\\n`);
   const started = Date.now();
   return new Promise((resolvePromise) => {
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    child.stdout.setEncoding('latin1').on('data', (d: string) => (out += d));
+    const seen = new Map<string, number>();
+    child.stdout.setEncoding('latin1').on('data', (d: string) => {
+      const from = Math.max(0, out.length - 64);
+      out += d;
+      const now = Date.now();
+      for (const m of out.slice(from).matchAll(/^@@(\w+)\r?$/gm)) if (!seen.has(m[1])) seen.set(m[1], now);
+    });
     child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.on('close', (status) => resolvePromise({ status, out, err, seconds: (Date.now() - started) / 1000 }));
+    child.on('close', (status) => resolvePromise({ status, out, err, seconds: (Date.now() - started) / 1000, seen }));
   });
 }
 
@@ -55,6 +66,8 @@ describe('the default guest', () => {
     const r = await session(
       [],
       [
+        // sleep 5 in real-time mode: about 5 s of host wall time between the two markers
+        'echo @@WALL0; sleep 5; echo @@WALL1',
         marked('UNAME', 'uname -a'),
         marked('CPUINFO', 'cat /proc/cpuinfo'),
         marked('MATH', 'echo $((6*7))'),
@@ -64,6 +77,8 @@ describe('the default guest', () => {
         marked('IRQ', 'cat /proc/interrupts'),
         marked('DMESG', 'dmesg | grep -ci unstable'),
       ],
+      400,
+      'poweroff',
     );
     expect(r.err).toBe('');
     expect(r.status).toBe(0); // poweroff ends the run with exit status 0
@@ -79,6 +94,9 @@ describe('the default guest', () => {
     // sleep 5 takes 5 s of guest time
     expect(Number(between(r.out, 'SLEEP').trim())).toBeGreaterThanOrEqual(5);
     expect(Number(between(r.out, 'SLEEP').trim())).toBeLessThanOrEqual(6);
+    const wall = (r.seen.get('WALL1') ?? NaN) - (r.seen.get('WALL0') ?? NaN);
+    expect(wall, 'sleep 5 should take about 5 s of wall time in real-time mode').toBeGreaterThanOrEqual(4500);
+    expect(wall, 'sleep 5 should take about 5 s of wall time in real-time mode').toBeLessThanOrEqual(6500);
     expect(Number(between(r.out, 'DATE').trim())).toBeGreaterThanOrEqual(2026);
     const irq = between(r.out, 'IRQ');
     expect(irq).toMatch(/^\s*0:\s+\d+\s+IO-APIC\s+2-edge\s+timer/m);

@@ -1,8 +1,9 @@
 /**
  * The real-world compatibility guest: Debian's stock linux-image-6.1.0-*-686 kernel (built by Debian, not
  * by us) with the default busybox initramfs, built on demand by images/build-stock-guest.sh (apt-get
- * download of a pinned, sha256-checked .deb). Boots to a shell on the serial console, answers `uname -a`,
- * and `poweroff -f` ends the run with exit status 0.
+ * download of a pinned, sha256-checked .deb). Boots to a shell on the serial console, answers uname,
+ * /proc/cpuinfo, /proc/interrupts (APIC + IOAPIC in use), arithmetic and date, keeps the TSC clocksource,
+ * and `poweroff` ends the run with exit status 0.
  *
  * Not skipped when the prerequisites are missing (no dpkg/apt-get, no network, the pinned version gone
  * from the mirror): the build step fails with the script's own message instead.
@@ -44,8 +45,26 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/** the text a command printed between `echo @@NAME` markers */
+function between(out: string, name: string, tail: string): string {
+  const m = new RegExp(`@@${name}\\r?\\n([\\s\\S]*?)@@END\\r?\\n`).exec(out);
+  if (!m) throw new Error(`no output section ${name}${tail}`);
+  return m[1];
+}
+
+const marked = (name: string, cmd: string) => `echo @@${name}; ${cmd}; echo @@END\\n`;
+
 describe('the stock Debian kernel guest', () => {
-  it('boots Debian\'s linux-image-6.1.0-*-686 to the busybox shell, runs uname -a, powers off with status 0', async () => {
+  it('boots Debian\'s linux-image-6.1.0-*-686 to the busybox shell, answers commands, keeps the TSC, powers off with status 0', async () => {
+    const commands = [
+      marked('UNAME', 'uname -a'),
+      marked('CPUINFO', 'cat /proc/cpuinfo'),
+      marked('IRQ', 'cat /proc/interrupts'),
+      marked('MATH', 'echo $((6*7))'),
+      marked('DATE', 'date -u +%Y'),
+      marked('CLOCK', 'cat /sys/devices/system/clocksource/clocksource0/current_clocksource; dmesg | grep -ci unstable'),
+      marked('SLEEP', 'a=$(date +%s); sleep 5; b=$(date +%s); echo $((b-a))'),
+    ];
     const args = [
       BIN, 'run',
       '--kernel', join(dir, 'vmlinuz'),
@@ -53,9 +72,9 @@ describe('the stock Debian kernel guest', () => {
       '--append', 'console=ttyS0 cryptomgr.notests',
       '--timeout', String(BOOT_TIMEOUT_S),
       '--serial', 'stdio',
-      '--expect', PROMPT, '--send', 'echo @@UNAME; uname -a; echo @@END\\n',
-      '--expect', PROMPT, '--send', 'poweroff -f\\n',
     ];
+    for (const c of commands) args.push('--expect', PROMPT, '--send', c);
+    args.push('--expect', PROMPT, '--send', 'poweroff\\n');
     const started = Date.now();
     const r = await new Promise<{ status: number | null; out: string; err: string }>((done) => {
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -67,10 +86,24 @@ describe('the stock Debian kernel guest', () => {
     });
     const seconds = (Date.now() - started) / 1000;
     const tail = `\n--- last serial output (${seconds.toFixed(0)} s) ---\n${r.out.slice(-3000)}\n--- stderr ---\n${r.err}`;
-    const m = /@@UNAME\r?\n([\s\S]*?)@@END\r?\n/.exec(r.out);
-    if (!m) throw new Error(`no uname -a output${tail}`);
-    expect(m[1], tail).toMatch(/^Linux x86vm 6\.1\.0-\d+-686 #1 SMP .*Debian 6\.1\.\d+.* i686 GNU\/Linux/);
-    expect(r.status, `poweroff -f should end the run with status 0${tail}`).toBe(0);
+    expect(between(r.out, 'UNAME', tail), tail).toMatch(/^Linux x86vm 6\.1\.0-\d+-686 #1 SMP .*Debian 6\.1\.\d+.* i686 GNU\/Linux/);
+    const cpuinfo = between(r.out, 'CPUINFO', tail);
+    expect(cpuinfo).toMatch(/vendor_id\s*: GenuineIntel/);
+    expect(cpuinfo).toMatch(/flags\s*:.*\bfpu\b.*\btsc\b.*\bcx8\b.*\bapic\b.*\bcmov\b/);
+    const irq = between(r.out, 'IRQ', tail);
+    // the APIC and IOAPIC are in use: the PIT arrives on IOAPIC pin 2, the local APIC timer counts
+    expect(irq).toMatch(/^\s*0:\s+\d+\s+IO-APIC\s+2-edge\s+timer/m);
+    expect(irq).toMatch(/^\s*4:\s+\d+\s+IO-APIC\s+4-edge\s+ttyS0/m);
+    expect(Number(/^LOC:\s+(\d+)/m.exec(irq)?.[1])).toBeGreaterThan(0);
+    expect(between(r.out, 'MATH', tail).trim()).toBe('42');
+    expect(Number(between(r.out, 'DATE', tail).trim())).toBeGreaterThanOrEqual(2026);
+    // the TSC stays the clocksource, never marked unstable against the other clocks
+    expect(between(r.out, 'CLOCK', tail).trim().split(/\s+/)).toEqual(['tsc', '0']);
+    const slept = Number(between(r.out, 'SLEEP', tail).trim());
+    expect(slept).toBeGreaterThanOrEqual(5);
+    expect(slept).toBeLessThanOrEqual(6);
+    expect(r.out).toMatch(/reboot: Power down/);
+    expect(r.status, `poweroff should end the run with status 0${tail}`).toBe(0);
     expect(r.err).toBe('');
   }, (BOOT_TIMEOUT_S + 60) * 1000);
 });

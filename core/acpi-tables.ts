@@ -167,6 +167,40 @@ export function amlStore(src: AmlBytes, dst: AmlBytes): AmlBytes {
   return [0x70, ...src, ...dst];
 }
 
+/** Buffer (n) {bytes} */
+export function amlBuffer(bytes: AmlBytes): AmlBytes {
+  const b = [...amlInt(bytes.length), ...bytes];
+  return [0x11, ...amlPkgLength(b.length), ...b];
+}
+
+/**
+ * The PCI host bridge's windows as an ACPI resource template (ACPI 6.4.3): bus numbers 0–255, the
+ * configuration ports 0xCF8–0xCFF, I/O 0x0000–0x0CF7 and 0x0D00–0xFFFF, the legacy VGA window
+ * 0xA0000–0xBFFFF and a 32-bit window for BARs, 0x80000000–0xFEBFFFFF (above any RAM size x86vm allows,
+ * below the IOAPIC). Without it Linux finds no window to put unassigned BARs in.
+ */
+export function pciHostResources(): AmlBytes {
+  const w16 = (v: number): number[] => [v & 0xff, (v >> 8) & 0xff];
+  const w32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24];
+  // Word Address Space descriptor: type 0 memory, 1 I/O, 2 bus number; general flags 0x0C (MinFixed, MaxFixed)
+  const word = (type: number, typeFlags: number, min: number, max: number): number[] => [
+    0x88, 0x0d, 0x00, type, 0x0c, typeFlags, ...w16(0), ...w16(min), ...w16(max), ...w16(0), ...w16(max - min + 1),
+  ];
+  // DWord Memory: type-specific flags 0x03 = cacheable, read-write
+  const dwordMem = (min: number, max: number): number[] => [
+    0x87, 0x17, 0x00, 0x00, 0x0c, 0x03, ...w32(0), ...w32(min), ...w32(max), ...w32(0), ...w32(max - min + 1),
+  ];
+  return [
+    ...word(2, 0, 0x00, 0xff),
+    0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08, // IO (Decode16, 0xCF8, 0xCF8, 1, 8)
+    ...word(1, 0x03, 0x0000, 0x0cf7),
+    ...word(1, 0x03, 0x0d00, 0xffff),
+    ...dwordMem(0x000a0000, 0x000bffff),
+    ...dwordMem(0x80000000, 0xfebfffff),
+    0x79, 0x00, // End Tag
+  ];
+}
+
 export function amlArg(n: number): AmlBytes {
   return [0x68 + n];
 }
@@ -257,6 +291,7 @@ export function buildDsdt(cfg: AcpiTablesConfig): Uint8Array {
     amlNameDecl('_ADR', amlInt(0)),
     amlNameDecl('_BBN', amlInt(0)),
     amlNameDecl('_UID', amlInt(0)),
+    amlNameDecl('_CRS', amlBuffer(pciHostResources())),
   ];
   const body: AmlBytes[] = [];
   if (cfg.prt ?? true) {

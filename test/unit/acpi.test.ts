@@ -147,6 +147,27 @@ describe('ACPI tables', () => {
     expect(hid.int).toBe(0x030ad041);
     const prta = objects.find((o) => o.path === '\\_SB_/PCI0/PRTA')!;
     expect(prta.count).toBe(31 * 4);
+    // _CRS: the host bridge's windows (Linux places BARs only inside them)
+    const crs = objects.find((o) => o.path === '\\_SB_/PCI0/_CRS')!.buf!;
+    const windows: { type: number; min: number; max: number }[] = [];
+    let i = 0;
+    const u16 = (o: number) => crs[o] | (crs[o + 1] << 8);
+    const u32 = (o: number) => (u16(o) | (u16(o + 2) << 16)) >>> 0;
+    while (crs[i] !== 0x79) {
+      const tag = crs[i];
+      if (tag === 0x88) windows.push({ type: crs[i + 3], min: u16(i + 8), max: u16(i + 10) });
+      else if (tag === 0x87) windows.push({ type: crs[i + 3], min: u32(i + 10), max: u32(i + 14) });
+      else if (tag !== 0x47) throw new Error(`unexpected resource tag 0x${tag.toString(16)}`);
+      i += tag & 0x80 ? 3 + u16(i + 1) : 1 + (tag & 7);
+    }
+    expect(i).toBe(crs.length - 2);
+    expect(windows).toEqual([
+      { type: 2, min: 0, max: 0xff },
+      { type: 1, min: 0, max: 0xcf7 },
+      { type: 1, min: 0xd00, max: 0xffff },
+      { type: 0, min: 0xa0000, max: 0xbffff },
+      { type: 0, min: 0x80000000, max: 0xfebfffff },
+    ]);
   });
 
   it('links the way SeaBIOS does: pointers become addresses and checksums stay correct', () => {
@@ -182,6 +203,7 @@ interface AmlObj {
   int?: number;
   pkg?: number[];
   count?: number;
+  buf?: number[];
 }
 
 /**
@@ -312,6 +334,13 @@ function walkAml(b: Uint8Array, start: number, end: number, scope = '', out: Aml
       if (b[p] === 0x12) {
         const { count, items } = pkg();
         out.push({ path: n, pkg: items, count });
+      } else if (b[p] === 0x11) {
+        p++;
+        const e = pkgLen();
+        const size = int();
+        if (size === undefined || p + size > e) throw new Error('bad Buffer');
+        out.push({ path: n, buf: [...b.subarray(p, p + size)] });
+        p = e;
       } else {
         const v = int();
         if (v === undefined) throw new Error(`unexpected Name value 0x${b[p].toString(16)}`);

@@ -14,6 +14,17 @@ export interface Timer {
   cb: TimerCallback;
 }
 
+/** Clock.saveState(): the time base only (timers are callbacks: each device re-arms its own from its state) */
+export interface ClockState {
+  deterministic: boolean;
+  /** guest time (ns) when saved */
+  nowNs: number;
+  /** deterministic mode: guest ns not accounted for by retired instructions (time skipped while halted) */
+  guestBase: number;
+  nsPerInstruction: number;
+  maxNsPerInstruction: number;
+}
+
 export class Clock {
   readonly deterministic: boolean;
   /** guest ns per retired instruction in deterministic mode (1: a nominal 1 GHz CPU, like the TSC) */
@@ -24,6 +35,11 @@ export class Clock {
   idle: () => boolean = () => true;
   /** called when now() reaches a pending timer in real-time mode (the machine ends the CPU's slice) */
   onDue: () => void = () => {};
+  /**
+   * called when a timer is armed (the machine ends the CPU's slice when it falls due inside it, so that
+   * deterministic timers fire at their deadline whatever the host's slicing: snapshots rely on that)
+   */
+  onArm: (deadline: number) => void = () => {};
   /** real-time mode: the most guest time one instruction may take while the CPU runs */
   maxNsPerInstruction = 20;
   private paceTime = 0;
@@ -63,8 +79,12 @@ export class Clock {
         t = paced;
       }
     }
-    this.paceTime = t;
-    this.paceInstr = instr;
+    if (t !== this.paceTime) {
+      // credit for instructions accrues until host time moves (a browser's performance.now() moves in
+      // steps of up to 100 µs: reading it between steps must not use up the credit)
+      this.paceTime = t;
+      this.paceInstr = instr;
+    }
     if (this.timers.length) {
       const cap = this.timers[0].deadline;
       if (t > cap) {
@@ -90,6 +110,41 @@ export class Clock {
     }
   }
 
+  /** real-time mode: the clock is running (not paused); deterministic mode: always true */
+  get running(): boolean {
+    return this.deterministic || !this.paused;
+  }
+
+  /** the time base (stop the clock first in real-time mode, so that every device sees the same now()) */
+  saveState(): ClockState {
+    return {
+      deterministic: this.deterministic,
+      nowNs: this.now(),
+      guestBase: this.guestBase,
+      nsPerInstruction: this.nsPerInstruction,
+      maxNsPerInstruction: this.maxNsPerInstruction,
+    };
+  }
+
+  /**
+   * Loads a saveState() image: guest time continues from the saved instant (deterministic mode: the
+   * instruction count must be restored first). Every pending timer is dropped: the devices' loadState()
+   * re-arms what was in flight. A real-time clock comes back paused; the host starts it with setRunning.
+   */
+  loadState(state: unknown): void {
+    const s = state as ClockState;
+    if (!!s.deterministic !== this.deterministic) {
+      throw new Error(`the clock was saved in ${s.deterministic ? 'deterministic' : 'real-time'} mode`);
+    }
+    this.nsPerInstruction = s.nsPerInstruction;
+    this.maxNsPerInstruction = s.maxNsPerInstruction;
+    this.timers = [];
+    this.paused = true;
+    this.guestBase = this.deterministic ? s.guestBase : s.nowNs;
+    this.paceTime = this.guestBase;
+    this.paceInstr = this.instructions();
+  }
+
   /** deterministic mode: lets guest time jump forward (the CPU is halted waiting for a timer) */
   advance(ns: number): void {
     if (ns > 0) this.guestBase += ns;
@@ -101,6 +156,7 @@ export class Clock {
     let i = this.timers.length;
     while (i > 0 && this.timers[i - 1].deadline > deadline) i--;
     this.timers.splice(i, 0, t);
+    this.onArm(deadline);
     return t.id;
   }
 

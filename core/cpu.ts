@@ -44,6 +44,77 @@ const TLB_LIST_MAX = 4096;
 /** the byte-register number (AL..BH) → index into the Uint8Array view of regs */
 export const R8_INDEX = new Uint8Array([0, 4, 8, 12, 1, 5, 9, 13]);
 
+/** Cpu.saveState(): every field named as in the Cpu class (plain JSON data) */
+export interface CpuState {
+  regs: number[];
+  eip: number;
+  instrStart: number;
+  flags: number;
+  lazyMask: number;
+  lazyOp: number;
+  lazyA: number;
+  lazyB: number;
+  lazyRes: number;
+  lazyTop: number;
+  segSel: number[];
+  segBase: number[];
+  segLimit: number[];
+  segAr: number[];
+  segLoR: number[];
+  segHiR: number[];
+  segLoW: number[];
+  segHiW: number[];
+  gdtBase: number;
+  gdtLimit: number;
+  idtBase: number;
+  idtLimit: number;
+  ldtSel: number;
+  ldtBase: number;
+  ldtLimit: number;
+  ldtAr: number;
+  trSel: number;
+  trBase: number;
+  trLimit: number;
+  trAr: number;
+  cr0: number;
+  cr2: number;
+  cr3: number;
+  cr4: number;
+  dr: number[];
+  sysenterCs: number;
+  sysenterEsp: number;
+  sysenterEip: number;
+  apicBase: number;
+  tscOffset: number;
+  cpl: number;
+  code32: boolean;
+  stack32: boolean;
+  protectedMode: boolean;
+  osize32: boolean;
+  asize32: boolean;
+  segOv: number;
+  rep: number;
+  eaSeg: number;
+  eaOff: number;
+  attn: boolean;
+  halted: boolean;
+  intr: boolean;
+  nmiPending: boolean;
+  nmiBlocked: boolean;
+  shadow: boolean;
+  ssShadow: boolean;
+  trapNext: boolean;
+  exitRequested: boolean;
+  excVector: number;
+  excCode: number;
+  delivering: number;
+  deliveringDouble: boolean;
+  instructionCount: number;
+  /** filled TLB entries as pairs: linear page number, entry */
+  tlb: number[];
+  fpu: unknown;
+}
+
 export class Cpu {
   readonly mem: Memory;
   readonly io: IoBus;
@@ -325,6 +396,184 @@ export class Cpu {
   requestExit(): void {
     this.exitRequested = true;
     this.attn = true;
+  }
+
+  // =====================================================================================
+  // snapshots
+  // =====================================================================================
+
+  /**
+   * The whole CPU as plain data, taken between instructions: registers, lazy flags, descriptor caches
+   * with their derived ranges, system registers, MSRs, mode, pending interrupt/exception state, the
+   * instruction count, the FPU, and the TLB's filled entries (so stale translations the guest has not
+   * flushed yet survive a restore exactly as they would have survived without one).
+   */
+  saveState(): CpuState {
+    const tlb: number[] = [];
+    if (this.tlbOverflow) {
+      const t = this.tlb;
+      for (let p = 0; p < t.length; p++) if (t[p] !== 0) tlb.push(p, t[p]);
+    } else {
+      for (let i = 0; i < this.tlbCount; i++) {
+        const p = this.tlbList[i];
+        if (this.tlb[p] !== 0) tlb.push(p, this.tlb[p]);
+      }
+    }
+    return {
+      regs: Array.from(this.regs),
+      eip: this.eip,
+      instrStart: this.instrStart,
+      flags: this.flags,
+      lazyMask: this.lazyMask,
+      lazyOp: this.lazyOp,
+      lazyA: this.lazyA,
+      lazyB: this.lazyB,
+      lazyRes: this.lazyRes,
+      lazyTop: this.lazyTop,
+      segSel: Array.from(this.segSel),
+      segBase: Array.from(this.segBase),
+      segLimit: Array.from(this.segLimit),
+      segAr: Array.from(this.segAr),
+      segLoR: Array.from(this.segLoR),
+      segHiR: Array.from(this.segHiR),
+      segLoW: Array.from(this.segLoW),
+      segHiW: Array.from(this.segHiW),
+      gdtBase: this.gdtBase,
+      gdtLimit: this.gdtLimit,
+      idtBase: this.idtBase,
+      idtLimit: this.idtLimit,
+      ldtSel: this.ldtSel,
+      ldtBase: this.ldtBase,
+      ldtLimit: this.ldtLimit,
+      ldtAr: this.ldtAr,
+      trSel: this.trSel,
+      trBase: this.trBase,
+      trLimit: this.trLimit,
+      trAr: this.trAr,
+      cr0: this.cr0,
+      cr2: this.cr2,
+      cr3: this.cr3,
+      cr4: this.cr4,
+      dr: Array.from(this.dr),
+      sysenterCs: this.sysenterCs,
+      sysenterEsp: this.sysenterEsp,
+      sysenterEip: this.sysenterEip,
+      apicBase: this.apicBase,
+      tscOffset: this.tscOffset,
+      cpl: this.cpl,
+      code32: this.code32,
+      stack32: this.stack32,
+      protectedMode: this.protectedMode,
+      osize32: this.osize32,
+      asize32: this.asize32,
+      segOv: this.segOv,
+      rep: this.rep,
+      eaSeg: this.eaSeg,
+      eaOff: this.eaOff,
+      attn: this.attn,
+      halted: this.halted,
+      intr: this.intr,
+      nmiPending: this.nmiPending,
+      nmiBlocked: this.nmiBlocked,
+      shadow: this.shadow,
+      ssShadow: this.ssShadow,
+      trapNext: this.trapNext,
+      exitRequested: this.exitRequested,
+      excVector: this.excVector,
+      excCode: this.excCode,
+      delivering: this.delivering,
+      deliveringDouble: this.deliveringDouble,
+      instructionCount: this.instructionCount,
+      tlb,
+      fpu: this.fpu.saveState(),
+    };
+  }
+
+  /** Loads a saveState() image. The TLB is flushed and refilled with the saved entries; the fetch window is dropped. */
+  loadState(state: unknown): void {
+    const s = state as CpuState;
+    for (let i = 0; i < 8; i++) {
+      this.regs[i] = s.regs[i] | 0;
+      this.dr[i] = s.dr[i] | 0;
+    }
+    this.eip = s.eip >>> 0;
+    this.instrStart = s.instrStart >>> 0;
+    this.flags = s.flags | 0;
+    this.lazyMask = s.lazyMask | 0;
+    this.lazyOp = s.lazyOp | 0;
+    this.lazyA = s.lazyA | 0;
+    this.lazyB = s.lazyB | 0;
+    this.lazyRes = s.lazyRes | 0;
+    this.lazyTop = s.lazyTop | 0;
+    for (let i = 0; i < 6; i++) {
+      this.segSel[i] = s.segSel[i];
+      this.segBase[i] = s.segBase[i] | 0;
+      this.segLimit[i] = +s.segLimit[i];
+      this.segAr[i] = s.segAr[i];
+      this.segLoR[i] = +s.segLoR[i];
+      this.segHiR[i] = +s.segHiR[i];
+      this.segLoW[i] = +s.segLoW[i];
+      this.segHiW[i] = +s.segHiW[i];
+    }
+    this.gdtBase = s.gdtBase | 0;
+    this.gdtLimit = s.gdtLimit;
+    this.idtBase = s.idtBase | 0;
+    this.idtLimit = s.idtLimit;
+    this.ldtSel = s.ldtSel;
+    this.ldtBase = s.ldtBase | 0;
+    this.ldtLimit = s.ldtLimit;
+    this.ldtAr = s.ldtAr;
+    this.trSel = s.trSel;
+    this.trBase = s.trBase | 0;
+    this.trLimit = s.trLimit;
+    this.trAr = s.trAr;
+    this.cr0 = s.cr0 | 0;
+    this.cr2 = s.cr2 | 0;
+    this.cr3 = s.cr3 | 0;
+    this.cr4 = s.cr4 | 0;
+    this.sysenterCs = s.sysenterCs;
+    this.sysenterEsp = s.sysenterEsp;
+    this.sysenterEip = s.sysenterEip;
+    this.apicBase = s.apicBase | 0;
+    this.tscOffset = s.tscOffset;
+    this.cpl = s.cpl & 3;
+    // derived masks first, then the saved mode bits exactly as they were
+    this.updateMode();
+    this.code32 = !!s.code32;
+    this.stack32 = !!s.stack32;
+    this.protectedMode = !!s.protectedMode;
+    this.osize32 = !!s.osize32;
+    this.asize32 = !!s.asize32;
+    this.segOv = s.segOv;
+    this.rep = s.rep;
+    this.eaSeg = s.eaSeg;
+    this.eaOff = s.eaOff;
+    this.attn = !!s.attn;
+    this.halted = !!s.halted;
+    this.intr = !!s.intr;
+    this.nmiPending = !!s.nmiPending;
+    this.nmiBlocked = !!s.nmiBlocked;
+    this.shadow = !!s.shadow;
+    this.ssShadow = !!s.ssShadow;
+    this.trapNext = !!s.trapNext;
+    this.exitRequested = !!s.exitRequested;
+    this.excVector = s.excVector;
+    this.excCode = s.excCode;
+    this.delivering = s.delivering;
+    this.deliveringDouble = !!s.deliveringDouble;
+    this.instructionCount = s.instructionCount;
+    this.fpu.loadState(s.fpu);
+    // the TLB: everything out, then the saved entries back in
+    this.tlb.fill(0);
+    this.tlbCount = 0;
+    this.tlbOverflow = false;
+    const t = s.tlb;
+    for (let i = 0; i + 1 < t.length; i += 2) {
+      const page = t[i] >>> 0;
+      if (page < this.tlb.length && t[i + 1] !== 0) this.tlbInsert(page, t[i + 1] | 0);
+    }
+    this.fLo = this.fHi = 0;
+    this.fDelta = 0;
   }
 
   // =====================================================================================

@@ -523,6 +523,12 @@ const QNAN_HI = 0xc0000000;
 // the FPU
 // =====================================================================================
 
+/**
+ * Fpu.saveState(): all ten register slots (eight registers and the two scratch slots), each with its
+ * double as an exact bit pattern (low and high 32-bit words: JSON cannot carry -0, infinities or NaN
+ * payloads), its raw 80-bit image and flags, and the exception flags of an instruction that faulted
+ * before committing them.
+ */
 export interface FpuState {
   cw: number;
   sw: number;
@@ -533,13 +539,18 @@ export interface FpuState {
   fds: number;
   fop: number;
   mxcsr: number;
-  val: number[];
+  /** per slot: low word, high word of the IEEE double */
+  valBits: number[];
   se: number[];
   mhi: number[];
   mlo: number[];
   hasRaw: number[];
   empty: number[];
+  exc: number;
 }
+
+/** bit-exact double <-> words for snapshots (independent of the host's byte order) */
+const stateBits = new DataView(new ArrayBuffer(8));
 
 export class Fpu {
   readonly cpu: Cpu;
@@ -599,15 +610,21 @@ export class Fpu {
   }
 
   saveState(): FpuState {
+    const valBits: number[] = [];
+    for (let i = 0; i < this.val.length; i++) {
+      stateBits.setFloat64(0, this.val[i], true);
+      valBits.push(stateBits.getUint32(0, true), stateBits.getUint32(4, true));
+    }
     return {
       cw: this.cw, sw: this.sw, top: this.top, fip: this.fip, fcs: this.fcs, fdp: this.fdp, fds: this.fds,
       fop: this.fop, mxcsr: this.mxcsr,
-      val: Array.from(this.val.subarray(0, 8)),
-      se: Array.from(this.se.subarray(0, 8)),
-      mhi: Array.from(this.mhi.subarray(0, 8)),
-      mlo: Array.from(this.mlo.subarray(0, 8)),
-      hasRaw: Array.from(this.hasRaw.subarray(0, 8)),
-      empty: Array.from(this.empty.subarray(0, 8)),
+      valBits,
+      se: Array.from(this.se),
+      mhi: Array.from(this.mhi),
+      mlo: Array.from(this.mlo),
+      hasRaw: Array.from(this.hasRaw),
+      empty: Array.from(this.empty),
+      exc: this.exc,
     };
   }
 
@@ -616,15 +633,16 @@ export class Fpu {
     this.cw = st.cw; this.sw = st.sw; this.top = st.top & 7;
     this.fip = st.fip; this.fcs = st.fcs; this.fdp = st.fdp; this.fds = st.fds; this.fop = st.fop;
     this.mxcsr = st.mxcsr;
-    for (let i = 0; i < 8; i++) {
+    this.exc = st.exc | 0;
+    for (let i = 0; i < this.val.length; i++) {
       this.se[i] = st.se[i];
       this.mhi[i] = st.mhi[i];
       this.mlo[i] = st.mlo[i];
       this.hasRaw[i] = st.hasRaw[i];
       this.empty[i] = st.empty[i];
-      // NaN payloads live in the raw image; recompute the double from it to avoid JSON NaN issues
-      const v = st.val[i] as number | null;
-      this.val[i] = st.hasRaw[i] ? x80ToDouble(st.se[i], st.mhi[i], st.mlo[i]) : v === null ? NaN : v;
+      stateBits.setUint32(0, st.valBits[2 * i] >>> 0, true);
+      stateBits.setUint32(4, st.valBits[2 * i + 1] >>> 0, true);
+      this.val[i] = stateBits.getFloat64(0, true);
     }
   }
 

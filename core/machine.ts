@@ -4,7 +4,7 @@
  * between. Devices end the run by calling stop() (isa-debug-exit, ACPI power-off, a triple fault in
  * no-reboot mode).
  */
-import { Clock } from './clock';
+import { Clock, type ClockState } from './clock';
 import { Cpu } from './cpu';
 import './ops/index';
 import { IoBus } from './iobus';
@@ -36,6 +36,15 @@ export interface Device {
   loadState?(state: unknown): void;
 }
 
+/** Machine.saveState(): what the machine itself holds besides the CPU, RAM and the devices */
+export interface MachineState {
+  clock: ClockState;
+  /** the A20 gate is open */
+  a20: boolean;
+  /** measured speed (real-time mode) */
+  instructionsPerMs: number;
+}
+
 /** real-time mode: instructions run between timer checks, at least and at most */
 const MIN_QUANTUM = 2000;
 const MAX_QUANTUM = 200_000;
@@ -55,6 +64,8 @@ export class Machine {
    * due before the host finished it). run() returns at once while it is set; the host awaits it.
    */
   hostWait: Promise<void> | null = null;
+  /** deterministic mode: the guest time at which the CPU's current budget ends (-Infinity between runs) */
+  private runEndNs = -Infinity;
   /** host I/O operations not yet settled (see trackIo) */
   private readonly inflight = new Set<Promise<unknown>>();
 
@@ -67,6 +78,11 @@ export class Machine {
     this.clock.instructions = () => this.cpu.instructionCount;
     this.clock.idle = () => this.cpu.halted;
     this.clock.onDue = () => this.cpu.requestExit();
+    // deterministic mode: a timer armed while the CPU runs (a guest register write) and due before the
+    // CPU's budget ends stops the CPU at once, so the timer fires at its deadline, not at the slice's end
+    this.clock.onArm = (deadline) => {
+      if (deadline < this.runEndNs) this.cpu.requestExit();
+    };
     this.cpu.onShutdown = (why) => this.guestReset(`triple fault: ${why}`, true);
   }
 
@@ -101,6 +117,23 @@ export class Machine {
   async quiesce(): Promise<void> {
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
     if (this.hostWait) await this.hostWait;
+  }
+
+  /**
+   * The machine's own state (the clock's time base, the A20 gate). core/snapshot.ts saves the CPU, RAM
+   * and devices with it; call quiesce() first, and stop a real-time clock so every part sees one instant.
+   */
+  saveState(): MachineState {
+    return { clock: this.clock.saveState(), a20: this.mem.a20Enabled, instructionsPerMs: this.instructionsPerMs };
+  }
+
+  /** Loads saveState(): after the CPU (deterministic time needs its instruction count), before the devices. */
+  loadState(state: unknown): void {
+    const s = state as MachineState;
+    this.clock.loadState(s.clock);
+    this.mem.setA20(!!s.a20);
+    if (s.instructionsPerMs > 0) this.instructionsPerMs = s.instructionsPerMs;
+    this.stopReason = null;
   }
 
   addDevice<T extends Device>(dev: T): T {
@@ -155,7 +188,13 @@ export class Machine {
         }
       }
       const t0 = clock.deterministic ? 0 : performance.now();
-      const n = this.cpu.run(budget);
+      if (clock.deterministic) this.runEndNs = clock.now() + budget * clock.nsPerInstruction;
+      let n: number;
+      try {
+        n = this.cpu.run(budget);
+      } finally {
+        this.runEndNs = -Infinity;
+      }
       done += n;
       if (!clock.deterministic && n >= MIN_QUANTUM) {
         const dt = performance.now() - t0;

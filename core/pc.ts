@@ -48,6 +48,8 @@ import { AcpiPm, PIIX4_ACPI_LAYOUT } from '../devices/acpi';
 import { buildAcpiTables, linkTables, type AcpiBlobs } from './acpi-tables';
 import { FwCfg } from '../devices/fwcfg';
 import { IoApic } from '../devices/ioapic';
+import { addVga, type Vga, type VgaOptions } from '../devices/vga';
+import { applyBootConfig, type BootConfig, type BootTarget } from './bootorder';
 
 /** the nominal TSC rate: 1 GHz, so one TSC tick is one guest ns of the machine clock */
 export const DEFAULT_TSC_HZ = 1_000_000_000;
@@ -90,6 +92,12 @@ export interface PcOptions {
   apic?: boolean;
   /** the PCI host (i440FX + PIIX3 + PIIX4 ACPI power management), ACPI tables and fw_cfg (default true) */
   pci?: boolean;
+  /** firmware boot settings in QEMU's -boot terms (order, once, menu, strict, …) */
+  boot?: Partial<BootConfig>;
+  /** devices named in the fw_cfg "bootorder" file, most preferred first */
+  bootTargets?: BootTarget[];
+  /** the VGA (standard VGA + Bochs VBE on PCI; default: none); a VgaOptions carries the VGA BIOS image */
+  vga?: boolean | VgaOptions;
   /** further devices (RTC, i8042, APIC, IOAPIC, PCI, ACPI, fw_cfg, …), built in order after the standard ones */
   devices?: PcDeviceFactory[];
 }
@@ -117,6 +125,8 @@ export interface Pc {
   readonly apic: LocalApic | null;
   readonly ioapic: IoApic | null;
   readonly pci: PcPci | null;
+  /** the VGA, when options.vga asked for one */
+  readonly vga: Vga | null;
   /**
    * Does what firmware would for a kernel entered directly (no BIOS): enables the ACPI PM block, routes
    * PCI interrupts, and places the ACPI tables (tables near the top of RAM, reserved in the memory map;
@@ -257,6 +267,7 @@ export function createPc(options: PcOptions): Pc {
     apic: null,
     ioapic: null,
     pci: null,
+    vga: null,
     prepareDirectBoot() {
       const pci = this.pci;
       if (!pci) return;
@@ -318,6 +329,8 @@ export function createPc(options: PcOptions): Pc {
     (pc as { pci: PcPci | null }).pci = { bus, hostBridge, isa, pm, acpi, fwcfg };
   }
 
+  if (options.vga) (pc as { vga: Vga | null }).vga = addVga(pc, options.vga === true ? {} : options.vga);
+
   // ---- extension point: RTC, i8042, local APIC + IOAPIC, PCI, ACPI, fw_cfg, disks, NICs, VGA ----
   for (const make of options.devices ?? []) {
     const made = make(pc);
@@ -325,6 +338,9 @@ export function createPc(options: PcOptions): Pc {
     for (const d of Array.isArray(made) ? made : [made]) {
       if (!machine.devices.includes(d)) machine.addDevice(d);
     }
+  }
+  if (options.boot || options.bootTargets?.length || options.bootOrder) {
+    applyBootConfig(pc, { ...options.boot, order: options.boot?.order ?? options.bootOrder }, options.bootTargets ?? []);
   }
   return pc;
 }

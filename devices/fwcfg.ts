@@ -8,9 +8,12 @@
  *   that guest address is executed (SELECT, READ, SKIP; WRITE is refused with ERROR) and its control
  *   word is cleared on completion. Reading 0x514–0x51B gives the signature "QEMU CFG".
  * Items: signature "QEMU", interface ID (traditional + DMA), UUID, RAM size, CPU counts, NUMA (none), boot
- * device and menu, the kernel/initrd/command-line/setup items of a direct Linux boot, the file directory
- * (0x19) and files from 0x20 on: "etc/acpi/tables", "etc/acpi/rsdp", "etc/table-loader", "etc/e820",
- * "bootorder", "etc/boot-cpus", "etc/boot-menu-wait", and whatever the platform adds (e.g. "genroms/…").
+ * menu, the kernel/initrd/command-line/setup items of a direct Linux boot, the file directory (0x19) and
+ * files from 0x20 on: "etc/acpi/tables", "etc/acpi/rsdp", "etc/table-loader", "etc/e820", "bootorder"
+ * (always there, empty unless devices have a boot index, as on QEMU), "etc/boot-fail-wait" (always; -1 =
+ * wait forever after "No bootable device.", QEMU's default), "etc/boot-cpus", "etc/boot-menu-wait", and
+ * whatever the platform adds (e.g. "genroms/…"). The legacy boot-device item 0x0C reads 0 unless given,
+ * as on QEMU's PC (core/bootorder.ts has the boot order SeaBIOS reads, from CMOS and "bootorder").
  *
  * The items are configuration, rebuilt by the platform from the VM's settings, so saveState() holds only
  * the selector, the offset and the DMA address latch.
@@ -141,13 +144,17 @@ export interface FwCfgOptions {
   /** 16 bytes */
   uuid?: Uint8Array;
   nographic?: boolean;
-  /** legacy boot device letter ('c' disk, 'd' CD-ROM, 'n' network) */
+  /** legacy boot device letter for item 0x0C ('c' disk, 'd' CD-ROM, 'n' network); QEMU's PC leaves it 0 */
   bootDevice?: string;
   /** show SeaBIOS's boot menu, with this timeout in ms */
   bootMenu?: boolean;
   bootMenuTimeout?: number;
-  /** OpenFirmware device paths, one per line in the "bootorder" file (e.g. "/pci@i0cf8/ide@1,1/drive@0/disk@0") */
+  /** OpenFirmware device paths, one per line in the "bootorder" file (e.g. "/pci@i0cf8/ide@1,1/drive@0/disk@0");
+   *  core/bootorder.ts makes them. Default: an empty file */
   bootOrder?: string[];
+  /** "etc/boot-fail-wait": ms SeaBIOS waits after "No bootable device." before rebooting; -1 (default, as
+   *  QEMU) = forever */
+  bootFailWait?: number;
   acpi?: AcpiBlobs;
   /** "etc/e820" entries (default: RAM below 640 KiB and from 1 MiB, as QEMU gives SeaBIOS) */
   e820?: E820Entry[];
@@ -232,7 +239,7 @@ export class FwCfg implements Device {
     this.setItem(FW_CFG_NB_CPUS, le(cpus, 2));
     this.setItem(FW_CFG_MAX_CPUS, le(o.maxCpus ?? cpus, 2));
     this.setItem(FW_CFG_MACHINE_ID, le(0, 4));
-    this.setItem(FW_CFG_BOOT_DEVICE, le((o.bootDevice ?? 'c').charCodeAt(0), 2));
+    this.setItem(FW_CFG_BOOT_DEVICE, le(o.bootDevice ? o.bootDevice.charCodeAt(0) : 0, 2));
     this.setItem(FW_CFG_NUMA, le(0, 8));
     this.setItem(FW_CFG_BOOT_MENU, le(o.bootMenu ? 1 : 0, 2));
     this.setItem(FW_CFG_IRQ0_OVERRIDE, le(1, 1));
@@ -244,7 +251,8 @@ export class FwCfg implements Device {
     }
     this.addFile('etc/boot-cpus', le(cpus, 2));
     if (o.bootMenu && o.bootMenuTimeout !== undefined) this.addFile('etc/boot-menu-wait', le(o.bootMenuTimeout, 2));
-    if (o.bootOrder && o.bootOrder.length) this.addFile('bootorder', ascii(o.bootOrder.join('\n') + '\0'));
+    this.addFile('bootorder', o.bootOrder && o.bootOrder.length ? ascii(o.bootOrder.join('\n') + '\0') : new Uint8Array(0));
+    this.addFile('etc/boot-fail-wait', le((o.bootFailWait ?? -1) >>> 0, 4));
     const e820 = o.e820 ?? [
       { addr: 0, size: 0xa0000, type: E820_RAM },
       { addr: 0x100000, size: o.ramSize - 0x100000, type: E820_RAM },

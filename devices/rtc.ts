@@ -26,6 +26,7 @@ import type { Clock } from '../core/clock';
 import type { IoBus } from '../core/iobus';
 import type { IrqLine } from '../core/host';
 import type { Device } from '../core/machine';
+import { cmosBootBytes, DEFAULT_BOOT_ORDER } from '../core/bootorder';
 
 // register indexes
 export const RTC_SECONDS = 0x00;
@@ -92,6 +93,8 @@ export interface RtcOptions {
   memSize?: number;
   /** boot order in QEMU's letters: a = floppy, c = hard disk, d = CD-ROM, n = network (default "cad") */
   bootOrder?: string;
+  /** SeaBIOS checks a floppy boot sector's 0xAA55 signature (default true, as QEMU without -no-fd-bootchk) */
+  checkFloppySignature?: boolean;
   /** number of floppy drives (1.44 MB each) recorded in bytes 0x10/0x14 (default 0) */
   floppies?: number;
   /** number of CPUs recorded at 0x5F for SeaBIOS (default 1) */
@@ -156,7 +159,7 @@ export class Rtc implements Device {
     this.doneSec = this.timeAt(now);
     this.pfTick = this.tickIndex(now);
     this.writeTimeRegs(this.doneSec);
-    this.setBootOrder(options.bootOrder ?? 'cad');
+    this.setBootOrder(options.bootOrder ?? DEFAULT_BOOT_ORDER, options.checkFloppySignature ?? true);
     this.setFloppies(options.floppies ?? 0);
     this.cmos[CMOS_SMP_COUNT] = Math.max(0, (options.cpus ?? 1) - 1) & 0xff;
     this.setMemorySize(options.memSize ?? 0);
@@ -222,14 +225,15 @@ export class Rtc implements Device {
     this.updateChecksum();
   }
 
-  /** boot devices in QEMU's letters (a floppy, c disk, d CD-ROM, n network), up to three */
-  setBootOrder(order: string): void {
-    const code = (ch: string | undefined): number =>
-      ch === 'a' ? 1 : ch === 'c' ? 2 : ch === 'd' ? 3 : ch === 'n' ? 4 : 0;
-    const s = order.toLowerCase();
-    this.cmos[CMOS_BOOT_ORDER_12] = (code(s[1]) << 4) | code(s[0]);
-    // bit 0 of 0x38: skip the floppy boot-sector signature check (QEMU sets it unless asked otherwise)
-    this.cmos[CMOS_BOOT_ORDER_3] = (code(s[2]) << 4) | 1;
+  /**
+   * Boot devices in QEMU's letters (a/b floppy, c disk, d CD-ROM, n network), up to three, in bytes 0x3D
+   * and 0x38 as QEMU writes them (core/bootorder.ts: unknown letters count as no device). Bit 0 of 0x38
+   * set tells SeaBIOS to skip the floppy boot-sector signature check: QEMU sets it only with -no-fd-bootchk.
+   */
+  setBootOrder(order: string, checkFloppySignature = true): void {
+    const b = cmosBootBytes(order, checkFloppySignature);
+    this.cmos[CMOS_BOOT_ORDER_12] = b.flag2;
+    this.cmos[CMOS_BOOT_ORDER_3] = b.flag1;
   }
 
   /** number of 1.44 MB floppy drives (0–2) in the floppy-type and equipment bytes */

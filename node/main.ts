@@ -6,6 +6,9 @@
 import { parseCommandLine, UsageError, VERSION, type Command } from './options';
 import { runVm, EXIT_USAGE, EXIT_INTERNAL, type VmControl } from './run';
 import { EscapeFilter, ESCAPE_HELP } from './console';
+import { diskMain } from './disk-cli';
+import { snapshotMain } from './snapshot';
+import { switchMain } from './switch-cli';
 
 function writeStderr(text: string): Promise<void> {
   return new Promise((resolve) => process.stderr.write(text, () => resolve()));
@@ -25,6 +28,9 @@ async function exit(code: number): Promise<never> {
 }
 
 async function main(argv: string[]): Promise<never> {
+  if (argv[0] === 'disk') return exit(await diskMain(argv.slice(1)));
+  if (argv[0] === 'snapshot') return exit(await snapshotMain(argv.slice(1)));
+  if (argv[0] === 'switch') return exit(await switchMain(argv.slice(1)));
   let cmd: Command;
   try {
     cmd = parseCommandLine(argv);
@@ -77,6 +83,9 @@ async function main(argv: string[]): Promise<never> {
         if (input.length) vm.input(input);
         for (const a of actions) {
           if (a.kind === 'help') process.stderr.write(ESCAPE_HELP);
+          else if (a.kind === 'snapshot') vm.saveSnapshot();
+          else if (a.kind === 'screenshot') vm.screenshot();
+          else if (a.kind === 'pause') process.stderr.write(vm.togglePause() ? '\r\nx86vm: paused (C-a p resumes)\r\n' : '\r\nx86vm: resumed\r\n');
           else vm.stop(0);
         }
       });
@@ -89,7 +98,8 @@ async function main(argv: string[]): Promise<never> {
     stdin.resume();
   };
 
-  const res = await runVm(options, { onReady });
+  const notice = (text: string): void => void process.stderr.write(interactive ? `\r\n${text}\r\n` : `${text}\n`);
+  const res = await runVm(options, { onReady, notice });
   restoreTty();
   stdin.pause();
   if (res.message) {

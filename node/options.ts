@@ -6,6 +6,9 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { MAX_RAM } from '../core/memory';
 import { compileExpect, parseScript, ScriptError, unescapeText, type ScriptStep } from './expect';
+import { parseDrive, shorthandDrive, type DriveSpec } from './drives';
+import { parseNicOption, type NicSpec } from './nics';
+import { BootOrderError, parseBootOption, type BootConfig } from '../core/bootorder';
 
 export const VERSION = '0.1.0';
 
@@ -37,6 +40,32 @@ export interface RunOptions {
   maxInstructions?: number;
   deterministic: boolean;
   noReboot: boolean;
+  /** disks and CD-ROMs (--hda … --hdd, --cdrom, --drive), in command-line order */
+  drives: DriveSpec[];
+  /** keep every disk write in memory (--snapshot): the image files stay untouched */
+  snapshot: boolean;
+  /** --mem was given (a restored machine takes its RAM size from the snapshot) */
+  memExplicit?: boolean;
+  /** --save-state FILE: where --save-at / --save-on write the snapshot */
+  saveState?: string;
+  /** --save-at N: save when the instruction count reaches N (counted from power-on), then stop */
+  saveAt?: number;
+  /** --save-on REGEX: save when the serial output matches, then stop */
+  saveOn?: { re: RegExp; source: string };
+  /** --restore FILE: continue from a snapshot */
+  restore?: string;
+  /** --boot: firmware boot order and options in QEMU's terms */
+  boot?: BootConfig;
+  /** --vga: a VGA card (default: with --bios, 'std'; for a direct kernel boot, 'none') */
+  vga?: 'std' | 'none';
+  /** --vga-bios FILE: the VGA BIOS (default with --bios: vgabios-stdvga.bin next to SeaBIOS, when present) */
+  vgaBios?: string;
+  /** --screenshot FILE: a PNG of the screen when the run ends */
+  screenshot?: string;
+  /** --vga-text: print the text-mode screen to stdout when the run ends */
+  vgaText?: boolean;
+  /** network cards (--nic), in command-line order */
+  nics?: NicSpec[];
 }
 
 export const DEFAULT_MEM = 128 * 1024 * 1024;
@@ -45,6 +74,9 @@ export const MAIN_HELP = `x86vm ${VERSION} — a PC emulator for 32-bit x86 in T
 
 Usage:
   x86vm run [options]     run a virtual machine (see: x86vm run --help)
+  x86vm snapshot info FILE  what a snapshot holds (see: x86vm snapshot --help)
+  x86vm disk COMMAND ...  disk images: info, create, convert, check, commit (x86vm disk --help)
+  x86vm switch --listen ADDR  a virtual Ethernet switch VMs join with --nic switch=ADDR
   x86vm --help            show this help
   x86vm --version         show the version
 `;
@@ -66,6 +98,33 @@ Machine:
   --deterministic         guest time follows the instruction count (reproducible runs)
   --no-reboot             a guest reset ends the run instead of rebooting (a triple fault: exit 4)
 
+Disks (the image format — raw, VHD, VDI, ISO — is detected from the contents):
+  --hda/--hdb/--hdc/--hdd FILE
+                          IDE disk: primary master/slave, secondary master/slave
+  --cdrom FILE            IDE CD-ROM (secondary master), read-only
+  --drive file=FILE[,if=ide|virtio-blk|virtio-scsi][,media=disk|cdrom][,format=raw|vhd|vdi|iso]
+          [,readonly=on][,index=N][,snapshot=on]
+                          any disk or CD-ROM; index: IDE slot 0–3 or SCSI target 0–7
+  --snapshot              keep every disk write in memory; the image files stay untouched
+  --boot ORDER[,once=L][,menu=on][,splash-time=MS][,strict=on][,reboot-timeout=MS]
+                          firmware boot order in QEMU's letters: c disk, d CD-ROM, a floppy,
+                          n network (default cad)
+
+Network:
+  --nic model=ne2k|virtio[,mac=MAC][,link=up|down][,pcap=FILE]
+        [,switch=unix:PATH|tcp:127.0.0.1:PORT | ,user[,allow=[tcp:|udp:][A.B.C.D:]PORT[-PORT]]
+        [,hostfwd=tcp:[127.0.0.1]:HOSTPORT-:GUESTPORT][,dns=NAME:A.B.C.D]]
+                          a network card: on an x86vm switch, or on the user-mode NAT (guest
+                          10.0.2.15, gateway 10.0.2.2; reaches only what allow= names)
+
+Screen:
+  --vga std|none          a VGA card (standard VGA + Bochs VBE on PCI); default std with --bios,
+                          none for a direct kernel boot
+  --vga-bios FILE         VGA BIOS for the card's option ROM (default with --bios:
+                          /usr/share/seabios/vgabios-stdvga.bin when present)
+  --screenshot FILE       write a PNG of the screen when the run ends (Ctrl-A G: one at any time)
+  --vga-text              print the text-mode screen on stdout when the run ends
+
 Devices and output:
   --serial stdio|file:PATH|none
                           COM1 (0x3F8) console (default stdio; on a terminal, Ctrl-A X quits,
@@ -77,6 +136,15 @@ Scripted console (CI):
   --expect REGEX          wait until the serial output matches REGEX ...
   --send TEXT             ... then type TEXT (escapes: \\n \\r \\t \\e \\xNN); repeat the pair as needed
   --script FILE           the same from a file: lines "expect REGEX" / "send TEXT", # comments
+
+Snapshots (the whole machine: CPU, RAM, devices, clock; see x86vm snapshot info):
+  --save-state FILE       where --save-at / --save-on save the machine (then the run stops, status 0)
+  --save-at N             save when N instructions have run since power-on
+  --save-on REGEX         save as soon as the serial output matches REGEX
+  --restore FILE          continue from a snapshot in the mode it was saved in (RAM size and devices
+                          come from it; a --deterministic run continues byte for byte); a console
+                          script running at the save goes on, unless --expect/--send give a new one
+  On a terminal, Ctrl-A S saves a snapshot (x86vm-DATE-TIME.snap) and goes on; Ctrl-A P pauses.
 
 Limits:
   --timeout SECONDS       stop after this much wall-clock time (exit 124)
@@ -111,8 +179,39 @@ const RUN_OPTIONS = {
   'max-instructions': { type: 'string' },
   deterministic: { type: 'boolean' },
   'no-reboot': { type: 'boolean' },
+  hda: { type: 'string' },
+  hdb: { type: 'string' },
+  hdc: { type: 'string' },
+  hdd: { type: 'string' },
+  cdrom: { type: 'string' },
+  drive: { type: 'string', multiple: true },
+  snapshot: { type: 'boolean' },
+  'save-state': { type: 'string' },
+  'save-at': { type: 'string' },
+  'save-on': { type: 'string' },
+  restore: { type: 'string' },
+  boot: { type: 'string' },
+  nic: { type: 'string', multiple: true },
+  vga: { type: 'string' },
+  'vga-bios': { type: 'string' },
+  screenshot: { type: 'string' },
+  'vga-text': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
+
+function bootOption(text: string): BootConfig {
+  try {
+    return parseBootOption(text);
+  } catch (e) {
+    if (e instanceof BootOrderError) throw new UsageError(`--boot: ${e.message}`);
+    throw e;
+  }
+}
+
+function vgaOption(text: string): 'std' | 'none' {
+  if (text === 'std' || text === 'none') return text;
+  throw new UsageError(`--vga: '${text}' is not std or none`);
+}
 
 /** parses a memory size: "32M", "1G", "640K", "512MiB", or a plain number of MiB */
 export function parseMemSize(text: string): number {
@@ -159,6 +258,15 @@ function nonEmpty(name: string, v: string | undefined): string | undefined {
   return v;
 }
 
+function saveOnOption(source: string): { re: RegExp; source: string } {
+  try {
+    return { re: compileExpect(source, '--save-on'), source };
+  } catch (e) {
+    if (e instanceof ScriptError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
 export type Command =
   | { command: 'help'; text: string }
   | { command: 'version' }
@@ -178,17 +286,23 @@ export function parseCommandLine(argv: string[]): Command {
   }
   let values: Record<string, string | boolean | string[] | undefined>;
   const script: ScriptStep[] = [];
+  const drives: DriveSpec[] = [];
+  const nics: NicSpec[] = [];
   try {
     const parsed = parseArgs({ args: argv.slice(1), options: RUN_OPTIONS, strict: true, allowPositionals: false, tokens: true });
     values = parsed.values;
-    // --expect and --send keep their command-line order
+    // --expect and --send keep their command-line order, and so do the drives
     for (const t of parsed.tokens ?? []) {
+      if (t.kind === 'option' && ['hda', 'hdb', 'hdc', 'hdd', 'cdrom'].includes(t.name)) drives.push(shorthandDrive(t.name, t.value ?? ''));
+      if (t.kind === 'option' && t.name === 'drive') drives.push(parseDrive(t.value ?? ''));
+      if (t.kind === 'option' && t.name === 'nic') nics.push(parseNicOption(t.value ?? ''));
       if (t.kind !== 'option' || (t.name !== 'expect' && t.name !== 'send')) continue;
       const v = t.value ?? '';
       if (t.name === 'expect') script.push({ kind: 'expect', re: compileExpect(v, '--expect'), source: v });
       else script.push({ kind: 'send', data: unescapeText(v) });
     }
   } catch (e) {
+    if (e instanceof UsageError) throw e;
     // parseArgs explains at length; keep its first sentence (it names the option)
     const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
     let first = msg.replace(/\. .*$/, '').replace(/\.\s*$/, '');
@@ -230,14 +344,41 @@ export function parseCommandLine(argv: string[]): Command {
       str('max-instructions') !== undefined ? parsePositive('max-instructions', str('max-instructions')!, true) : undefined,
     deterministic: !!values.deterministic,
     noReboot: !!values['no-reboot'],
+    drives,
+    snapshot: !!values.snapshot,
+    memExplicit: str('mem') !== undefined,
+    saveState: nonEmpty('save-state', str('save-state')),
+    saveAt: str('save-at') !== undefined ? parsePositive('save-at', str('save-at')!, true) : undefined,
+    saveOn: str('save-on') !== undefined ? saveOnOption(str('save-on')!) : undefined,
+    restore: nonEmpty('restore', str('restore')),
+    boot: str('boot') !== undefined ? bootOption(str('boot')!) : undefined,
+    vga: str('vga') !== undefined ? vgaOption(str('vga')!) : undefined,
+    vgaBios: nonEmpty('vga-bios', str('vga-bios')),
+    screenshot: nonEmpty('screenshot', str('screenshot')),
+    vgaText: !!values['vga-text'],
+    nics,
   };
+  if (options.vga === 'none' && (options.vgaBios !== undefined || options.screenshot !== undefined || options.vgaText)) {
+    throw new UsageError(`${options.vgaBios !== undefined ? '--vga-bios' : options.screenshot !== undefined ? '--screenshot' : '--vga-text'} needs a VGA (not --vga none)`);
+  }
+  if ((options.saveAt !== undefined || options.saveOn !== undefined) && options.saveState === undefined) {
+    throw new UsageError(`${options.saveAt !== undefined ? '--save-at' : '--save-on'} needs --save-state FILE`);
+  }
+  if (options.saveState !== undefined && options.saveAt === undefined && options.saveOn === undefined) {
+    throw new UsageError('--save-state needs --save-at N or --save-on REGEX (when to save)');
+  }
+  if (options.restore !== undefined) {
+    for (const k of ['kernel', 'bios', 'initrd', 'append'] as const) {
+      if (options[k] !== undefined) throw new UsageError(`--${k} cannot be combined with --restore (the snapshot holds the loaded machine)`);
+    }
+  }
   if (options.append !== undefined && options.kernel === undefined && options.bios !== undefined) {
     throw new UsageError('--append needs --kernel');
   }
   if (options.initrd !== undefined && options.kernel === undefined) {
     throw new UsageError('--initrd needs --kernel');
   }
-  if (options.bios === undefined && options.kernel === undefined) {
+  if (options.bios === undefined && options.kernel === undefined && options.restore === undefined) {
     // no firmware and no kernel: the default Linux guest (images/default)
     options.defaultGuest = true;
   }

@@ -5,9 +5,24 @@
  * host input instead of spinning. Usable from tests: runVm() resolves with the exit status and never
  * calls process.exit or touches the terminal (main.ts does that).
  */
-import { createPc, type PcDeviceFactory } from '../core/pc';
+import { createPc, type Pc, type PcDeviceFactory } from '../core/pc';
+import { attachDrives, closeDrives, openDrives, type OpenDrive } from './attach-drives';
+import { textDump, writeScreenshot } from './screenshot';
+import { attachNics, type AttachedNics } from './nics';
+import type { SnapshotRom } from '../core/snapshot';
+import {
+  interactiveSnapshotName,
+  latin1,
+  restoreRun,
+  saveRunSnapshot,
+  scriptForRun,
+  saveScript,
+  SnapshotFileError,
+  type RestoredRun,
+  type SaveResult,
+} from './snapshot';
 import { fileURLToPath } from 'node:url';
-import { ConsoleScript } from './expect';
+import { join } from 'node:path';
 import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { Machine, type StopReason } from '../core/machine';
 import { CS } from '../core/defs';
@@ -16,7 +31,7 @@ import { loadBios, checkBiosSize } from '../core/loader/bios';
 import { loadMultiboot, MultibootError } from '../core/loader/multiboot';
 import { isLinuxKernel, loadLinux, LinuxBootError } from '../core/loader/linux';
 import { Uart16550 } from '../devices/uart';
-import type { RunOptions } from './options';
+import { UsageError, type RunOptions } from './options';
 
 export const EXIT_OK = 0;
 export const EXIT_USAGE = 2;
@@ -40,6 +55,10 @@ export interface RunResult {
   stopReason: StopReason | null;
   instructions: number;
   wallSeconds: number;
+  /** the snapshot --save-state wrote */
+  snapshot?: SaveResult;
+  /** --restore: milliseconds to read, check and load the snapshot */
+  restoreMs?: number;
 }
 
 /** what the host (main.ts, tests) can do with a running VM */
@@ -50,6 +69,12 @@ export interface VmControl {
   input(bytes: ArrayLike<number>): void;
   /** ends the run from the host side with this exit status */
   stop(exitCode: number, message?: string): void;
+  /** saves a snapshot at the next slice boundary and goes on (Ctrl-A S); hooks.notice reports the file */
+  saveSnapshot(): void;
+  /** pauses or resumes the guest (Ctrl-A P); guest time stands still while paused. Returns true if now paused */
+  togglePause(): boolean;
+  /** writes a PNG of the VGA screen (Ctrl-A G) to x86vm-DATE-TIME.png; hooks.notice reports the file */
+  screenshot(): void;
 }
 
 export interface RunHooks {
@@ -59,6 +84,10 @@ export interface RunHooks {
   onReady?: (vm: VmControl) => void;
   /** extra devices for the PC (tests and tools plug controllers in here) */
   devices?: PcDeviceFactory[];
+  /** one-line reports while the VM runs (a Ctrl-A S snapshot was saved, paused, resumed) */
+  notice?: (text: string) => void;
+  /** where Ctrl-A S snapshots go (default: the current directory) */
+  snapshotDir?: string;
 }
 
 class UserError extends Error {}
@@ -148,6 +177,24 @@ function where(machine: Machine): string {
 
 /** Runs a VM to completion. Never throws for user errors: they come back as exit status 2. */
 export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<RunResult> {
+  const drives: OpenDrive[] = [];
+  const notes: string[] = [];
+  let r = await runVmWithDrives(options, hooks, drives, notes);
+  // flush and close the disk images (and release their locks) whatever happened
+  const problems = await closeDrives(drives);
+  if (problems.length) r = { ...r, exitCode: r.exitCode || 1 };
+  notes.push(...problems.map((p) => `x86vm: while closing ${p}`));
+  if (notes.length) {
+    const note = notes.join('\n');
+    r = { ...r, message: r.message ? `${r.message}\n${note}` : note };
+  }
+  return r;
+}
+
+/** where Debian's seabios package puts the VGA BIOS for QEMU's standard VGA */
+export const DEFAULT_VGA_BIOS = '/usr/share/seabios/vgabios-stdvga.bin';
+
+async function runVmWithDrives(options: RunOptions, hooks: RunHooks, drives: OpenDrive[], notes: string[]): Promise<RunResult> {
   const started = performance.now();
   const sinks: { flush(): void; close(): void }[] = [];
   const closeAll = (): void => {
@@ -172,6 +219,11 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
   const scriptOut: number[] = [];
   let machine: Machine;
   let uart: Uart16550;
+  let pcRef: Pc | null = null;
+  let nics: AttachedNics | null = null;
+  let restored: RestoredRun | null = null;
+  /** ROMs outside RAM (the BIOS), which a snapshot must carry */
+  const roms: SnapshotRom[] = [];
   try {
     if (options.defaultGuest) {
       const dir = new URL('../images/default/', import.meta.url);
@@ -190,7 +242,7 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
       const problem = checkBiosSize(bios.length);
       if (problem) throw new UserError(`BIOS image '${options.bios}': ${problem}`);
     }
-    if (!bios && !kernel) throw new UserError('nothing to boot: give --kernel FILE or --bios FILE');
+    if (!bios && !kernel && options.restore === undefined) throw new UserError('nothing to boot: give --kernel FILE or --bios FILE');
 
     let serialSink: SerialSink = NULL_SINK;
     let teeSerial: SerialSink | null = null;
@@ -215,8 +267,8 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
       sinks.push(postSink);
     }
 
-    if (options.script.length) {
-      // the console script watches the serial output too
+    if (options.script.length || options.saveOn || options.restore !== undefined) {
+      // the console script (and --save-on; a restored run may continue a saved script) watches the serial output too
       const inner = serialSink;
       teeSerial = {
         write(byte: number): void {
@@ -227,19 +279,53 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
       serialSink = teeSerial;
     }
 
-    const pc = createPc({
+    try {
+      drives.push(...(await openDrives(options.drives ?? [], !!options.snapshot)));
+    } catch (e) {
+      if (e instanceof UsageError) throw new UserError(e.message);
+      throw e;
+    }
+    // the screen: by default a VGA for firmware boots (SeaBIOS shows its messages there), none for a
+    // direct kernel boot with its serial console; --vga, --screenshot and --vga-text ask for one
+    const wantVga = options.vga !== undefined ? options.vga === 'std' : options.bios !== undefined || options.screenshot !== undefined || !!options.vgaText;
+    let vgaRom: Uint8Array | undefined;
+    if (wantVga) {
+      const romPath = options.vgaBios ?? (options.bios !== undefined && existsSync(DEFAULT_VGA_BIOS) ? DEFAULT_VGA_BIOS : undefined);
+      if (romPath !== undefined) vgaRom = readInput(romPath, 'VGA BIOS');
+    }
+    const devices: PcDeviceFactory[] = [...(hooks.devices ?? [])];
+    if (drives.length) devices.push((p: Pc) => attachDrives(p, drives));
+    if (options.nics?.length) {
+      devices.push((p: Pc) => {
+        nics = attachNics(p, options.nics!);
+      });
+    }
+
+    const pc = options.restore !== undefined
+      ? (restored = await restoreRun(options, { serial: serialSink, debugcon: debugconSink, post: postSink, devices })).pc
+      : createPc({
       memSize: options.memSize,
       deterministic: options.deterministic,
       noReboot: options.noReboot,
       serial: serialSink,
       debugcon: debugconSink,
       post: postSink,
-      devices: hooks.devices,
+      devices,
+      vga: wantVga ? { romImage: vgaRom } : undefined,
+      boot: options.boot,
     });
     machine = pc.machine;
     uart = pc.com1;
+    pcRef = pc;
+    if (nics) {
+      const attached: AttachedNics = nics;
+      await attached.ready.catch((e: Error) => {
+        throw new UserError(e.message);
+      });
+    }
+    if (restored) roms.push(...restored.roms);
 
-    if (bios) loadBios(machine.mem, bios);
+    if (bios) roms.push({ name: 'bios', base: loadBios(machine.mem, bios).highBase, data: bios });
     if (kernel && options.kernel !== undefined) {
       const file = options.kernel;
       if (isLinuxKernel(kernel)) {
@@ -268,7 +354,8 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
     }
   } catch (e) {
     closeAll();
-    if (e instanceof UserError) return result(EXIT_USAGE, `x86vm: ${e.message}`);
+    await (nics as AttachedNics | null)?.close();
+    if (e instanceof UserError || e instanceof SnapshotFileError) return result(EXIT_USAGE, `x86vm: ${e.message}`);
     const err = e instanceof Error ? e : new Error(String(e));
     return result(EXIT_INTERNAL, `x86vm: internal error while setting up the machine: ${err.message}`, { detail: err.stack });
   }
@@ -281,6 +368,8 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
     wake = null;
     w?.();
   };
+  let saveRequested = false;
+  let paused = false;
   const vm: VmControl = {
     machine,
     uart,
@@ -293,11 +382,40 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
       machine.stop({ kind: 'exit', code, message });
       wakeUp();
     },
+    saveSnapshot() {
+      saveRequested = true;
+      wakeUp();
+    },
+    screenshot() {
+      const screen = pcRef?.vga;
+      if (!screen) {
+        hooks.notice?.('x86vm: no screen to take a picture of (no VGA: --vga std)');
+        return;
+      }
+      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+      const path = join(hooks.snapshotDir ?? '.', `x86vm-${stamp}.png`);
+      writeScreenshot(screen, path).then(
+        () => hooks.notice?.(`x86vm: screenshot written to ${path}`),
+        (e: unknown) => hooks.notice?.(`x86vm: cannot write screenshot '${path}': ${e instanceof Error ? e.message : String(e)}`),
+      );
+    },
+    togglePause() {
+      paused = !paused;
+      machine.clock.setRunning(!paused);
+      wakeUp();
+      return paused;
+    },
   };
+  (nics as AttachedNics | null)?.setWake(wakeUp);
   hooks.onReady?.(vm);
 
-  const script = options.script.length ? new ConsoleScript(options.script, (bytes) => uart.receive(bytes)) : null;
-  script?.start();
+  // a restored run continues the saved console script (or starts the one given now) where it was
+  const { script, unfed } = scriptForRun(options, restored?.host ?? null, (bytes) => uart.receive(bytes));
+  scriptOut.push(...unfed);
+  if (options.saveAt !== undefined && options.saveAt <= machine.cpu.instructionCount) {
+    closeAll();
+    return result(EXIT_USAGE, `x86vm: --save-at ${options.saveAt}: the restored machine is already at instruction ${machine.cpu.instructionCount}`);
+  }
 
   const flushAll = (): void => {
     for (const s of sinks) s.flush();
@@ -308,14 +426,88 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
   let timedOut = false;
   let limitHit = false;
   let internal: Error | null = null;
-  machine.clock.setRunning(true);
+  // ---- snapshots: --save-at / --save-on save and stop, Ctrl-A S saves and goes on ----
+  let saved: SaveResult | undefined;
+  let saveOnText = '';
+  const origin: Record<string, string> = restored?.origin ?? {};
+  if (!restored) {
+    for (const [k, v] of [['kernel', options.kernel], ['initrd', options.initrd], ['append', options.append], ['bios', options.bios]]) {
+      if (v !== undefined) origin[k!] = v;
+    }
+  }
+  const save = async (path: string): Promise<SaveResult> => {
+    // guest time stands still while saving (real-time mode)
+    machine.clock.setRunning(false);
+    try {
+      // the script's progress and the output it has not seen yet travel with the snapshot
+      return await saveRunSnapshot(path, pcRef!, { roms, host: { script: saveScript(script), unfed: latin1(scriptOut) }, origin });
+    } finally {
+      if (!paused) machine.clock.setRunning(true);
+    }
+  };
+  /** shows the console script (and --save-on) the output so far; true when --save-on matched */
+  const feed = (): boolean => {
+    if (!scriptOut.length) return false;
+    const bytes = Uint8Array.from(scriptOut);
+    scriptOut.length = 0;
+    script?.output(bytes);
+    if (!options.saveOn) return false;
+    saveOnText += latin1(bytes);
+    if (saveOnText.length > 256 * 1024) saveOnText = saveOnText.slice(-128 * 1024);
+    return options.saveOn.re.test(saveOnText);
+  };
+  /**
+   * Would the loop of an uninterrupted run also have come back here (so its console script saw the
+   * output at this instruction)? Yes at the slice boundaries (multiples of SLICE from power-on) and where
+   * Machine.run() returns early by itself: halted with no timer to wait for, or waiting for host I/O.
+   */
+  const naturalStop = (): boolean =>
+    machine.cpu.instructionCount % SLICE === 0 ||
+    machine.hostWait !== null ||
+    (machine.cpu.halted && machine.clock.nextDeadline() === Infinity);
+
+  machine.clock.setRunning(!paused);
   try {
     while (!machine.stopReason) {
-      const slice = Math.min(SLICE, limit - total);
+      if (saveRequested) {
+        saveRequested = false;
+        const dir = hooks.snapshotDir;
+        const name = interactiveSnapshotName((n) => existsSync(dir ? join(dir, n) : n));
+        const path = dir ? join(dir, name) : name;
+        try {
+          const r = await save(path);
+          hooks.notice?.(`x86vm: snapshot saved to ${path} (instruction ${r.instructions}, ${(r.bytes / 1048576).toFixed(1)} MiB)`);
+        } catch (e) {
+          if (!(e instanceof SnapshotFileError)) throw e;
+          hooks.notice?.(`x86vm: ${e.message}`);
+        }
+        continue;
+      }
+      if (paused) {
+        // guest time stands still; wait for Ctrl-A P, a snapshot request, a stop, or the wall-clock limit
+        const waitMs = deadline - performance.now();
+        if (waitMs <= 0) {
+          timedOut = true;
+          break;
+        }
+        await new Promise<void>((resolve) => {
+          const t = Number.isFinite(waitMs) ? setTimeout(() => ((wake = null), resolve()), waitMs) : null;
+          wake = () => {
+            if (t) clearTimeout(t);
+            resolve();
+          };
+        });
+        continue;
+      }
+      // slices end at multiples of SLICE counted from power-on, not from this process's start: a run
+      // restored from a snapshot then shows its console script the output at the same instructions
+      const at = machine.cpu.instructionCount;
+      let slice = Math.min(SLICE - (at % SLICE), limit - total);
       if (slice <= 0) {
         limitHit = true;
         break;
       }
+      if (options.saveAt !== undefined) slice = Math.min(slice, options.saveAt - at);
       try {
         total += machine.run(slice);
       } catch (e) {
@@ -323,11 +515,23 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
         break;
       }
       flushAll();
-      if (script && scriptOut.length) {
-        script.output(Uint8Array.from(scriptOut));
-        scriptOut.length = 0;
-      }
+      const saveAtNow = options.saveAt !== undefined && machine.cpu.instructionCount >= options.saveAt && !machine.stopReason;
+      // at --save-at the output waits for the restored run unless an uninterrupted run would show it here
+      const saveOnHit = !saveAtNow || naturalStop() ? feed() : false;
       if (machine.stopReason) break;
+      if ((saveAtNow || saveOnHit) && options.saveState !== undefined) {
+        try {
+          saved = await save(options.saveState);
+          host.stop = {
+            code: EXIT_OK,
+            message: `x86vm: snapshot saved to '${saved.path}' at instruction ${saved.instructions} (${(saved.bytes / 1048576).toFixed(1)} MiB)`,
+          };
+        } catch (e) {
+          if (!(e instanceof SnapshotFileError)) throw e;
+          host.stop = { code: EXIT_USAGE, message: `x86vm: ${e.message}` };
+        }
+        break;
+      }
       if (machine.hostWait) {
         // deterministic mode: a disk completion fell due before the host finished it
         await machine.hostWait;
@@ -374,10 +578,29 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
     }
   }
 
+  await (nics as AttachedNics | null)?.close();
+
+  // the screen at the end of the run
+  const screen = pcRef?.vga ?? null;
+  if (screen && options.vgaText) {
+    const text = textDump(screen);
+    if (text === null) notes.push('x86vm: --vga-text: the screen is in a graphics mode');
+    else (hooks.stdout ?? ((b: Uint8Array) => void process.stdout.write(b)))(new TextEncoder().encode(`${text}\n`));
+  }
+  if (screen && options.screenshot !== undefined) {
+    try {
+      await writeScreenshot(screen, options.screenshot);
+    } catch (e) {
+      notes.push(`x86vm: cannot write screenshot '${options.screenshot}': ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
   const base = {
     stopReason: machine.stopReason,
     instructions: total,
     wallSeconds: (performance.now() - started) / 1000,
+    snapshot: saved,
+    restoreMs: restored?.ms,
   };
   if (internal) {
     return {
@@ -389,7 +612,11 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
   }
   if (host.stop) return { ...base, exitCode: host.stop.code, message: host.stop.message };
   const waiting = script?.pending;
-  const waitingNote = waiting !== undefined ? `; the console script was still waiting for --expect '${waiting}'` : '';
+  let waitingNote = waiting !== undefined ? `; the console script was still waiting for --expect '${waiting}'` : '';
+  if (options.saveState !== undefined && !saved) {
+    const when = options.saveAt !== undefined ? `--save-at ${options.saveAt}` : `--save-on '${options.saveOn?.source}' matched`;
+    waitingNote += `; no snapshot was written (the run ended at instruction ${machine.cpu.instructionCount}, before ${when})`;
+  }
   if (timedOut) {
     return {
       ...base,
@@ -404,7 +631,9 @@ export async function runVm(options: RunOptions, hooks: RunHooks = {}): Promise<
       message: `x86vm: stopped after ${total} instructions (--max-instructions), at ${where(machine)}${waitingNote}`,
     };
   }
-  return { ...base, ...describeStop(machine, machine.stopReason) };
+  const stopped = describeStop(machine, machine.stopReason);
+  if (waitingNote && options.saveState !== undefined && !saved) stopped.message = `${stopped.message ?? 'x86vm: the guest stopped'}${waitingNote}`;
+  return { ...base, ...stopped };
 }
 
 /** maps how the machine stopped to an exit status and a message */

@@ -498,12 +498,12 @@ msg: db 'in-process', 0
 
   it('reports a bug in a device as an internal error with CS:EIP (exit 70)', async () => {
     const b = bios(`
-  mov dx, 0x3b0
+  mov dx, 0x2a0
   in al, dx
 `);
     const res = await runVm(opts(['--bios', b, '--serial', 'none']), {
       onReady: (vm) =>
-        vm.machine.io.register('buggy', 0x3b0, 1, {
+        vm.machine.io.register('buggy', 0x2a0, 1, {
           read8: () => {
             throw new TypeError('oops');
           },

@@ -303,7 +303,7 @@ describe('Rtc CMOS memory', () => {
     expect(r.rd(0x0f)).toBe(0x00);
     expect(r.rd(0x32)).toBe(0x20);
     expect(r.rd(0x3d)).toBe(0x12); // boot order c, a
-    expect(r.rd(0x38)).toBe(0x31); // then d; no floppy signature check
+    expect(r.rd(0x38)).toBe(0x30); // then d; the floppy signature is checked (QEMU without -no-fd-bootchk)
   });
 
   it('records floppies and the boot order', () => {
@@ -311,6 +311,10 @@ describe('Rtc CMOS memory', () => {
     expect(r.rd(0x10)).toBe(0x40);
     expect(r.rd(0x14)).toBe(0x07);
     expect(r.rd(0x3d)).toBe(0x23);
+    expect(r.rd(0x38)).toBe(0x00);
+    // -no-fd-bootchk; a new order replaces all three nibbles
+    r.rtc.setBootOrder('n', false);
+    expect(r.rd(0x3d)).toBe(0x04);
     expect(r.rd(0x38)).toBe(0x01);
   });
 

@@ -1,15 +1,17 @@
-// `npm run bench`: runs two benchmarks on x86vm, qemu-system-i386 (TCG) and
+// `npm run bench`: runs three benchmarks on x86vm, qemu-system-i386 (TCG) and
 // v86, one peer after the other:
 //  - cpu: the benchmark kernel (bench/kernel/, built into bench/.out/); prints
 //    each one's wall time, per-section times, checksums and the ratios
 //    x86vm/v86 and x86vm/QEMU;
 //  - boot: boot-to-shell and power-off times of the default Linux guest
-//    (images/default), see bench/boot.mjs.
+//    (images/default), see bench/boot.mjs;
+//  - disk: guest `dd` read and write throughput of a 64 MiB raw disk on IDE
+//    and virtio-blk, see bench/disk.mjs.
 // Results also go to bench/.out/results.json.
 //
-//   node bench/run.mjs [--bench cpu,boot] [--only x86vm,qemu,v86,v86-nojit]
+//   node bench/run.mjs [--bench cpu,boot,disk] [--only x86vm,qemu,v86,v86-nojit]
 //                      [--scale N] [--sections alu,x87,…] [--timeout S]
-//                      [--boot-timeout S] [--json FILE]
+//                      [--boot-timeout S] [--disk-timeout S] [--json FILE]
 //
 // See bench/README.md for how to read the output.
 import { spawn } from 'node:child_process';
@@ -19,6 +21,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { runBootBench } from './boot.mjs';
+import { runDiskBench } from './disk.mjs';
 import { ensureKernel, kernelPath, outDir } from './build-kernel.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -28,10 +31,10 @@ const PEERS = ['x86vm', 'qemu', 'v86', 'v86-nojit'];
 const DEFAULT_PEERS = ['x86vm', 'qemu', 'v86'];
 const RUN_ORDER = ['qemu', 'v86', 'v86-nojit', 'x86vm'];
 const SECTION_NAMES = ['alu', 'memcpy', 'string', 'calls', 'x87', 'paging'];
-const BENCHES = ['cpu', 'boot'];
+const BENCHES = ['cpu', 'boot', 'disk'];
 
 const USAGE = `usage: node bench/run.mjs [options]
-  --bench LIST      benchmarks to run, comma-separated: ${BENCHES.join(', ')} (default: both)
+  --bench LIST      benchmarks to run, comma-separated: ${BENCHES.join(', ')} (default: all)
   --only LIST       peers to run, comma-separated: ${PEERS.join(', ')}
                     (default: ${DEFAULT_PEERS.join(',')})
   --scale N         work per section (kernel command line scale=N; default: the
@@ -39,6 +42,7 @@ const USAGE = `usage: node bench/run.mjs [options]
   --sections LIST   run only these sections: ${SECTION_NAMES.join(', ')}
   --timeout S       per-peer time limit of the cpu benchmark in seconds (default 900)
   --boot-timeout S  per-peer time limit of the boot benchmark in seconds (default 300)
+  --disk-timeout S  per-run time limit of the disk benchmark in seconds (default 300)
   --json FILE       where to write the results (default bench/.out/results.json)
   --x86vm FILE      the x86vm CLI bundle to run (default dist/x86vm.mjs)
   --help            this text`;
@@ -49,7 +53,7 @@ function fail(msg) {
 }
 
 function parseArgs(argv) {
-  const opts = { bench: BENCHES, only: DEFAULT_PEERS, scale: null, sections: null, timeout: 900, bootTimeout: 300,
+  const opts = { bench: BENCHES, only: DEFAULT_PEERS, scale: null, sections: null, timeout: 900, bootTimeout: 300, diskTimeout: 300,
     json: join(outDir, 'results.json') };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
@@ -76,6 +80,12 @@ function parseArgs(argv) {
         const n = Number(next());
         if (!(n > 0)) fail('--boot-timeout needs a positive number of seconds');
         opts.bootTimeout = n;
+        break;
+      }
+      case '--disk-timeout': {
+        const n = Number(next());
+        if (!(n > 0)) fail('--disk-timeout needs a positive number of seconds');
+        opts.diskTimeout = n;
         break;
       }
       case '--only': {
@@ -368,6 +378,10 @@ async function main() {
   if (opts.bench.includes('boot')) {
     if (opts.bench.includes('cpu')) console.log('');
     json.boot = await runBootBench({ only: opts.only, timeoutS: opts.bootTimeout, x86vmBundle });
+  }
+  if (opts.bench.includes('disk')) {
+    if (opts.bench.includes('cpu') || opts.bench.includes('boot')) console.log('');
+    json.disk = await runDiskBench({ only: opts.only, timeoutS: opts.diskTimeout, x86vmBundle });
   }
   mkdirSync(dirname(opts.json), { recursive: true });
   writeFileSync(opts.json, JSON.stringify(json, null, 2) + '\n');

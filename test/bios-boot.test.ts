@@ -11,8 +11,7 @@
  * (c) x86vm boots the same images the same way: the PIIX3 IDE controller with the CD on the secondary
  *     master and the disk on the primary master, the VGA with Debian's vgabios-stdvga.bin (the ISOLINUX
  *     banner must be on the VGA text screen too), and the boot order applied as QEMU applies -boot.
- *     The CLI's --cdrom/--hda/--boot flags are being wired up; until then the drives come in through
- *     runVm's hooks.devices, exactly as the CLI will plug them.
+ *     All through the CLI's own flags (--bios, --cdrom, --hda, --boot, --snapshot).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
@@ -22,13 +21,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { runVm, type VmControl } from '../node/run';
 import { parseCommandLine } from '../node/options';
-import { FileStore, NodeOpener } from '../node/file-store';
-import { openImage } from '../disk/detect';
-import { CowOverlay } from '../disk/overlay';
-import type { BlockDevice } from '../disk/block';
-import { addIde } from '../devices/ide';
-import { addVga, type Vga } from '../devices/vga';
-import { applyBootConfig, parseBootOption } from '../core/bootorder';
+import { Vga } from '../devices/vga';
 
 const run = promisify(execFile);
 const ROOT = resolve(__dirname, '..');
@@ -254,13 +247,6 @@ interface X86Run {
   seconds: number;
 }
 
-async function openDrive(file: string, writable: boolean): Promise<BlockDevice> {
-  const store = FileStore.open(file, { readOnly: true });
-  const dev = await openImage(store, new NodeOpener(), { readOnly: true });
-  // guest writes to the disk stay in memory: the image file is never changed
-  return writable ? new CowOverlay(dev) : dev;
-}
-
 /**
  * x86vm run --bios bios.bin [--cdrom ISO] [--hda VHD] [--boot ORDER] with the VGA and a console script
  * (`--expect`/`--send` pairs), in deterministic mode. `stop` ends the run (status 0) once the serial
@@ -268,42 +254,33 @@ async function openDrive(file: string, writable: boolean): Promise<BlockDevice> 
  */
 async function x86vmSession(o: { cdrom?: string; hda?: string; boot?: string; script: [string, string][]; stop?: RegExp; timeout: number }): Promise<X86Run> {
   const argv = ['run', '--bios', BIOS, '--mem', '128M', '--deterministic', '--no-reboot', '--timeout', String(o.timeout)];
+  // --bios brings the VGA with Debian's vgabios-stdvga.bin as its option ROM
+  // the guest's writes stay in memory (--snapshot): the images are shared by the tests
+  argv.push('--snapshot');
+  if (o.hda) argv.push('--hda', o.hda);
+  if (o.cdrom) argv.push('--cdrom', o.cdrom);
+  if (o.boot) argv.push('--boot', o.boot);
   for (const [exp, send] of o.script) argv.push('--expect', exp, '--send', send);
   const cmd = parseCommandLine(argv);
   if (cmd.command !== 'run') throw new Error('not a run command');
-  const cd = o.cdrom ? await openDrive(o.cdrom, false) : null;
-  const hd = o.hda ? await openDrive(o.hda, true) : null;
-  const vgaRom = new Uint8Array(readFileSync(VGABIOS));
   let vga: Vga | null = null;
   let vm: VmControl | null = null;
   let serial = '';
   let screenAtLoad: string[] | null = null;
   const started = Date.now();
-  try {
-    const r = await runVm(cmd.options, {
-      stdout: (bytes) => {
-        serial += Buffer.from(bytes).toString('latin1');
-        if (!screenAtLoad && /Loading \/boot\/bzImage/.test(serial)) screenAtLoad = vga?.text() ?? null;
-        if (o.stop && o.stop.test(serial)) vm?.stop(0, 'seen what the test waits for');
-      },
-      onReady: (v) => (vm = v),
-      devices: [
-        (pc) => {
-          // what --hda / --cdrom / --boot will do: IDE primary master / secondary master, QEMU's -boot
-          const ide = addIde(pc);
-          if (hd) ide.attach(0, 0, { kind: 'disk', dev: hd });
-          if (cd) ide.attach(1, 0, { kind: 'cdrom', dev: cd });
-          vga = addVga(pc, { romImage: vgaRom });
-          applyBootConfig(pc, parseBootOption(o.boot ?? 'cad'));
-        },
-      ],
-    });
-    const end = (vga as Vga | null)?.text() ?? null;
-    return { exitCode: r.exitCode, message: r.message, serial, screenAtLoad, screenAtEnd: end, seconds: (Date.now() - started) / 1000 };
-  } finally {
-    await cd?.close();
-    await hd?.close();
-  }
+  const r = await runVm(cmd.options, {
+    stdout: (bytes) => {
+      serial += Buffer.from(bytes).toString('latin1');
+      if (!screenAtLoad && /Loading \/boot\/bzImage/.test(serial)) screenAtLoad = vga?.text() ?? null;
+      if (o.stop && o.stop.test(serial)) vm?.stop(0, 'seen what the test waits for');
+    },
+    onReady: (v) => {
+      vm = v;
+      vga = (v.machine.devices.find((d) => d instanceof Vga) as Vga | undefined) ?? null;
+    },
+  });
+  const end = (vga as Vga | null)?.text() ?? null;
+  return { exitCode: r.exitCode, message: r.message, serial, screenAtLoad, screenAtEnd: end, seconds: (Date.now() - started) / 1000 };
 }
 
 /** the session as --expect/--send arguments (escapes for the CLI: \\n) */

@@ -143,11 +143,11 @@ const VGABIOS = '/usr/share/seabios/vgabios-stdvga.bin';
 describe('VGA on the PC', () => {
   it('SeaBIOS runs vgabios-stdvga.bin from the expansion ROM: its messages are in the text dump and on screen', async () => {
     expect(existsSync(BIOS) && existsSync(VGABIOS)).toBe(true);
-    const romImage = new Uint8Array(readFileSync(VGABIOS));
     let vga: Vga | null = null;
-    const r = await runVm(runOptions(['--bios', BIOS, '--serial', 'none', '--timeout', '120']), {
-      devices: [(pc) => void (vga = addVga(pc, { romImage }))],
+    // --bios brings the VGA with vgabios-stdvga.bin as its expansion ROM
+    const r = await runVm(runOptions(['--bios', BIOS, '--vga-bios', VGABIOS, '--serial', 'none', '--timeout', '120']), {
       onReady: (vm) => {
+        vga = (vm.machine.devices.find((d) => d instanceof Vga) as Vga | undefined) ?? null;
         const poll = setInterval(() => {
           if (vga?.text()?.some((l) => l.startsWith('No bootable device'))) {
             clearInterval(poll);

@@ -6,10 +6,12 @@
 //  - boot: boot-to-shell and power-off times of the default Linux guest
 //    (images/default), see bench/boot.mjs;
 //  - disk: guest `dd` read and write throughput of a 64 MiB raw disk on IDE
-//    and virtio-blk, see bench/disk.mjs.
+//    and virtio-blk, see bench/disk.mjs;
+//  - snapshot: the default guest at its shell saved and restored on x86vm and
+//    v86: size, save time, restore time, see bench/snapshot.mjs.
 // Results also go to bench/.out/results.json.
 //
-//   node bench/run.mjs [--bench cpu,boot,disk] [--only x86vm,qemu,v86,v86-nojit]
+//   node bench/run.mjs [--bench cpu,boot,disk,snapshot] [--only x86vm,qemu,v86,v86-nojit]
 //                      [--scale N] [--sections alu,x87,…] [--timeout S]
 //                      [--boot-timeout S] [--disk-timeout S] [--json FILE]
 //
@@ -22,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { runBootBench } from './boot.mjs';
 import { runDiskBench } from './disk.mjs';
+import { runSnapshotBench, SNAPSHOT_PEERS } from './snapshot.mjs';
 import { ensureKernel, kernelPath, outDir } from './build-kernel.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -31,7 +34,7 @@ const PEERS = ['x86vm', 'qemu', 'v86', 'v86-nojit'];
 const DEFAULT_PEERS = ['x86vm', 'qemu', 'v86'];
 const RUN_ORDER = ['qemu', 'v86', 'v86-nojit', 'x86vm'];
 const SECTION_NAMES = ['alu', 'memcpy', 'string', 'calls', 'x87', 'paging'];
-const BENCHES = ['cpu', 'boot', 'disk'];
+const BENCHES = ['cpu', 'boot', 'disk', 'snapshot'];
 
 const USAGE = `usage: node bench/run.mjs [options]
   --bench LIST      benchmarks to run, comma-separated: ${BENCHES.join(', ')} (default: all)
@@ -382,6 +385,11 @@ async function main() {
   if (opts.bench.includes('disk')) {
     if (opts.bench.includes('cpu') || opts.bench.includes('boot')) console.log('');
     json.disk = await runDiskBench({ only: opts.only, timeoutS: opts.diskTimeout, x86vmBundle });
+  }
+  if (opts.bench.includes('snapshot')) {
+    if (opts.bench.length > 1) console.log('');
+    // x86vm and v86 (QEMU's savevm needs a qcow2 disk, which this guest does not have)
+    json.snapshot = await runSnapshotBench({ only: SNAPSHOT_PEERS.filter((p) => opts.only.includes(p)), timeoutS: opts.bootTimeout });
   }
   mkdirSync(dirname(opts.json), { recursive: true });
   writeFileSync(opts.json, JSON.stringify(json, null, 2) + '\n');

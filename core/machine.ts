@@ -66,6 +66,8 @@ export class Machine {
   hostWait: Promise<void> | null = null;
   /** deterministic mode: the guest time at which the CPU's current budget ends (-Infinity between runs) */
   private runEndNs = -Infinity;
+  /** inside cpu.run() */
+  private cpuRunning = false;
   /** host I/O operations not yet settled (see trackIo) */
   private readonly inflight = new Set<Promise<unknown>>();
 
@@ -77,7 +79,12 @@ export class Machine {
     this.cpu = new Cpu(this.mem, this.io);
     this.clock.instructions = () => this.cpu.instructionCount;
     this.clock.idle = () => this.cpu.halted;
-    this.clock.onDue = () => this.cpu.requestExit();
+    // real-time mode: a timer falling due while the CPU runs ends its slice. Only then: a request left
+    // over from the budget computation between slices would end the next slice before its first
+    // instruction, and a halted CPU behind the host clock would never get to take its interrupts
+    this.clock.onDue = () => {
+      if (this.cpuRunning) this.cpu.requestExit();
+    };
     // deterministic mode: a timer armed while the CPU runs (a guest register write) and due before the
     // CPU's budget ends stops the CPU at once, so the timer fires at its deadline, not at the slice's end
     this.clock.onArm = (deadline) => {
@@ -190,9 +197,11 @@ export class Machine {
       const t0 = clock.deterministic ? 0 : performance.now();
       if (clock.deterministic) this.runEndNs = clock.now() + budget * clock.nsPerInstruction;
       let n: number;
+      this.cpuRunning = true;
       try {
         n = this.cpu.run(budget);
       } finally {
+        this.cpuRunning = false;
         this.runEndNs = -Infinity;
       }
       done += n;

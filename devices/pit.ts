@@ -647,7 +647,6 @@ export class Pit8254 implements Device {
     const now = this.clock.now();
     return {
       channels: this.ch.map((c) => {
-        c.elapsed(now); // take in a pending count that is due
         return {
           mode: c.mode,
           bcd: c.bcd,

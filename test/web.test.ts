@@ -187,7 +187,7 @@ describe('the browser page', () => {
       // ---- reload (without booting) and restore the snapshot from the browser's storage ----
       await page.goto(`${base}?boot=0`);
       await expect.poll(() => page.locator('#snapshot-list tr').count(), { timeout: 30_000 }).toBe(1);
-      expect(await page.evaluate(() => window.x86vm.status()?.state)).toBe('idle');
+      await page.waitForFunction(() => window.x86vm.status()?.state === 'idle', null, { timeout: 30_000 });
       await page.locator('#snapshot-list tr').first().locator('button.restore').click();
       await waitState(page, 'running', new RegExp(`^snapshot ${name.replace(/\./g, '\\.')}$`));
       const math = await command(page, 'echo $((6*7))', /\r\n42\r\n/);
@@ -245,7 +245,8 @@ describe('the browser page', () => {
       await page.goto(`${base}?kernel=nowhere/bzImage`);
       await page.locator('#error').waitFor({ state: 'visible', timeout: 30_000 });
       expect(await page.locator('#error-text').innerText()).toMatch(/^Could not download kernel http:\/\/127\.0\.0\.1:\d+\/nowhere\/bzImage: not found \(HTTP 404\)$/);
-      expect(await page.evaluate(() => window.x86vm.status()?.state)).toBe('error');
+      // the worker's status arrives asynchronously (slower on a loaded machine)
+      await page.waitForFunction(() => window.x86vm.status()?.state === 'error', null, { timeout: 30_000 });
       expect(await page.locator('#terminal .xterm').isVisible()).toBe(true);
 
       await page.goto(`${base}?mem=lots`);

@@ -252,7 +252,7 @@ describe('the browser page', () => {
       await page.goto(`${base}?mem=lots`);
       await page.locator('#error').waitFor({ state: 'visible', timeout: 30_000 });
       expect(await page.locator('#error-text').innerText()).toMatch(/^Parameter 'mem': 'lots' is not a memory size/);
-      expect(await page.evaluate(() => window.x86vm.status()?.state)).toBe('idle');
+      await page.waitForFunction(() => window.x86vm.status()?.state === 'idle', null, { timeout: 30_000 });
       expect(await page.locator('#boot-panel').getAttribute('open')).not.toBeNull();
     } finally {
       await page.close();

@@ -9,6 +9,7 @@ import { EscapeFilter, ESCAPE_HELP } from './console';
 import { diskMain } from './disk-cli';
 import { snapshotMain } from './snapshot';
 import { switchMain } from './switch-cli';
+import { createMain } from './create-cli';
 
 function writeStderr(text: string): Promise<void> {
   return new Promise((resolve) => process.stderr.write(text, () => resolve()));
@@ -31,6 +32,7 @@ async function main(argv: string[]): Promise<never> {
   if (argv[0] === 'disk') return exit(await diskMain(argv.slice(1)));
   if (argv[0] === 'snapshot') return exit(await snapshotMain(argv.slice(1)));
   if (argv[0] === 'switch') return exit(await switchMain(argv.slice(1)));
+  if (argv[0] === 'create') return exit(await createMain(argv.slice(1)));
   let cmd: Command;
   try {
     cmd = parseCommandLine(argv);

@@ -4,11 +4,12 @@
  */
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { MAX_RAM } from '../core/memory';
 import { compileExpect, parseScript, ScriptError, unescapeText, type ScriptStep } from './expect';
 import { parseDrive, shorthandDrive, type DriveSpec } from './drives';
 import { parseNicOption, type NicSpec } from './nics';
 import { BootOrderError, parseBootOption, type BootConfig } from '../core/bootorder';
+import { parseRamSize } from '../core/vmconfig';
+import { applyVmSettings, loadVmConfig, vmFileOf } from './vmconfig';
 
 export const VERSION = '0.1.0';
 
@@ -66,6 +67,11 @@ export interface RunOptions {
   vgaText?: boolean;
   /** network cards (--nic), in command-line order */
   nics?: NicSpec[];
+  /** a local APIC and an IOAPIC (default true; vm.json "cpu": { "apic": false } turns them off) */
+  apic?: boolean;
+  /** the vm.json the run came from (`x86vm run vm.json`), and its VM's name */
+  vmFile?: string;
+  vmName?: string;
 }
 
 export const DEFAULT_MEM = 128 * 1024 * 1024;
@@ -74,6 +80,8 @@ export const MAIN_HELP = `x86vm ${VERSION} — a PC emulator for 32-bit x86 in T
 
 Usage:
   x86vm run [options]     run a virtual machine (see: x86vm run --help)
+  x86vm run VM [options]  run the VM of a vm.json (VM: the file, or the folder holding it)
+  x86vm create DIR [options]  a new VM folder: vm.json and new disk images (x86vm create --help)
   x86vm snapshot info FILE  what a snapshot holds (see: x86vm snapshot --help)
   x86vm disk COMMAND ...  disk images: info, create, convert, check, commit (x86vm disk --help)
   x86vm switch --listen ADDR  a virtual Ethernet switch VMs join with --nic switch=ADDR
@@ -82,9 +90,16 @@ Usage:
 `;
 
 export const RUN_HELP = `Usage: x86vm run [options]
+       x86vm run VM [options]
 
 With neither --kernel nor --bios, the default Linux guest (images/default) boots with the
 terminal as its serial console.
+
+VM is a vm.json, or a folder holding one (x86vm create DIR makes one): the VM it describes
+runs, its paths relative to its folder whatever the current directory. Options given too
+override the file's settings (--mem, --serial, --boot; --kernel or --bios replaces its
+firmware, --initrd/--append/--cdrom replace its own) or add to them (--hda…--hdd/--drive
+disks and --nic cards after its own; --deterministic, --no-reboot, --snapshot).
 
 Boot firmware or a kernel:
   --bios FILE             firmware image (64–256 KiB, a multiple of 64 KiB) mapped to end at 4 GiB,
@@ -214,26 +229,9 @@ function vgaOption(text: string): 'std' | 'none' {
 }
 
 /** parses a memory size: "32M", "1G", "640K", "512MiB", or a plain number of MiB */
-export function parseMemSize(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?|B)?\s*$/i.exec(text);
-  const bad = (why: string): never => {
-    throw new UsageError(`--mem: ${why} (got '${text}'; e.g. 32M, 1G, or a number of MiB)`);
-  };
-  if (!m) return bad('not a size');
-  const unit = m[2]?.toUpperCase();
-  const hasB = /B\s*$/i.test(text);
-  let scale: number;
-  if (unit === 'K') scale = 1024;
-  else if (unit === 'M') scale = 1024 ** 2;
-  else if (unit === 'G') scale = 1024 ** 3;
-  else if (unit === 'T') scale = 1024 ** 4;
-  else scale = hasB ? 1 : 1024 ** 2;
-  const bytes = Number(m[1]) * scale;
-  if (!Number.isInteger(bytes)) return bad('not a whole number of bytes');
-  if (bytes < 1024 * 1024 || bytes > MAX_RAM) {
-    return bad(`RAM must be between 1 MiB and ${MAX_RAM / 1024 / 1024} MiB`);
-  }
-  if (bytes % 4096 !== 0) return bad('RAM must be a multiple of 4 KiB');
+export function parseMemSize(text: string, option = '--mem'): number {
+  const bytes = parseRamSize(text);
+  if (typeof bytes === 'string') throw new UsageError(`${option}: ${bytes} (got '${text}'; e.g. 32M, 1G, or a number of MiB)`);
   return bytes;
 }
 
@@ -285,12 +283,14 @@ export function parseCommandLine(argv: string[]): Command {
     throw new UsageError(`unknown command '${first}' (x86vm --help lists the commands)`);
   }
   let values: Record<string, string | boolean | string[] | undefined>;
+  let positionals: string[] = [];
   const script: ScriptStep[] = [];
   const drives: DriveSpec[] = [];
   const nics: NicSpec[] = [];
   try {
-    const parsed = parseArgs({ args: argv.slice(1), options: RUN_OPTIONS, strict: true, allowPositionals: false, tokens: true });
+    const parsed = parseArgs({ args: argv.slice(1), options: RUN_OPTIONS, strict: true, allowPositionals: true, tokens: true });
     values = parsed.values;
+    positionals = parsed.positionals;
     // --expect and --send keep their command-line order, and so do the drives
     for (const t of parsed.tokens ?? []) {
       if (t.kind === 'option' && ['hda', 'hdb', 'hdc', 'hdd', 'cdrom'].includes(t.name)) drives.push(shorthandDrive(t.name, t.value ?? ''));
@@ -328,8 +328,12 @@ export function parseCommandLine(argv: string[]): Command {
     }
   }
   if (values.help) return { command: 'help', text: RUN_HELP };
+  if (positionals.length > 1) {
+    throw new UsageError(`one VM at a time: got ${positionals.map((p) => `'${p}'`).join(' ')} (x86vm run VM [options]; VM is a vm.json or its folder)`);
+  }
+  if (positionals[0] === '') throw new UsageError('the VM argument is empty (x86vm run VM: a vm.json or its folder)');
   const str = (k: string): string | undefined => values[k] as string | undefined;
-  const options: RunOptions = {
+  let options: RunOptions = {
     bios: nonEmpty('bios', str('bios')),
     kernel: nonEmpty('kernel', str('kernel')),
     initrd: nonEmpty('initrd', str('initrd')),
@@ -358,6 +362,10 @@ export function parseCommandLine(argv: string[]): Command {
     vgaText: !!values['vga-text'],
     nics,
   };
+  if (positionals.length) {
+    const vm = loadVmConfig(vmFileOf(positionals[0]));
+    options = applyVmSettings(options, vm, { mem: options.memExplicit === true, serial: str('serial') !== undefined });
+  }
   if (options.vga === 'none' && (options.vgaBios !== undefined || options.screenshot !== undefined || options.vgaText)) {
     throw new UsageError(`${options.vgaBios !== undefined ? '--vga-bios' : options.screenshot !== undefined ? '--screenshot' : '--vga-text'} needs a VGA (not --vga none)`);
   }

@@ -1,64 +1,34 @@
 /**
- * vm.json: a VM described as a file. A VM is a folder holding its vm.json and its disk images (and, for a
- * direct kernel boot, its kernel and initrd); every path in vm.json is relative to the file, so the folder
- * can be moved, copied or zipped as a whole and runs wherever it lands.
+ * vm.json on the Node host: reads the file, validates it with the one validator of the format
+ * (core/vmconfig.ts, which documents the fields), resolves its paths against the file's folder (whatever
+ * the current directory), and turns it into what `x86vm run vm.json` needs. applyVmSettings() merges it
+ * with the command line:
  *
- * Format (version 1; every field but "version" is optional):
- *   {
- *     "version": 1,
- *     "name": "demo",                       // shown in messages
- *     "memory": "128M",                     // or a number of MiB
- *     "cpu": { "apic": true },              // false: 8259 PIC only (no local APIC / IOAPIC)
- *     "deterministic": false,               // time follows the instruction count
- *     "noReboot": false,                    // a guest reset ends the run
- *     "firmware": { "kernel": "bzImage", "initrd": "initramfs.cpio.gz", "append": "console=ttyS0" }
- *              | { "bios": "bios.bin" } | "seabios" | "default-guest",
- *     "disks": [ { "file": "disk.vhd", "interface": "ide" | "virtio-blk" | "virtio-scsi",
- *                  "media": "disk" | "cdrom", "format": "raw" | "vhd" | "vdi" | "iso",
- *                  "slot": 0, "readOnly": false, "snapshot": false } ],
- *     "cdrom": "debian.iso",                // shorthand for an IDE CD-ROM on the secondary master
- *     "boot": "cd",                         // boot order for firmware, in QEMU's letters
- *     "serial": "stdio" | "none" | "file:console.log"
- *   }
- * Every wrong field gets a one-line error naming the file, the field and what was expected. Unknown
- * fields are errors too (a typo must not be silently ignored).
+ * - the command line overrides: --mem, --serial, --boot; --kernel or --bios replaces the whole firmware
+ *   of the file (its initrd and command line too); otherwise --initrd and --append replace the file's
+ *   ones; --cdrom replaces the file's "cdrom";
+ * - the command line adds: --hda…--hdd and --drive after the file's disks (a slot both want is an
+ *   error naming both), --nic after the file's cards; --deterministic, --no-reboot and --snapshot switch
+ *   those on whatever the file says;
+ * - with --restore, the snapshot holds the machine: the file's memory, CPU, firmware, deterministic and
+ *   noReboot are not used (its disks and cards are).
  */
-import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
-import { UsageError, parseMemSize, parseSerial, type RunOptions } from './options';
-import type { DriveInterface, DriveMedia, DriveSpec } from './drives';
+import { readFileSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { UsageError, type RunOptions, type SerialOption } from './options';
+import type { DriveSpec } from './drives';
+import { parseNicConfig, type NicSpec } from './nics';
+import { validateVmConfig, VmConfigError, VM_CONFIG_NAME, type VmConfig } from '../core/vmconfig';
 
-export const VM_CONFIG_VERSION = 1;
+export { VM_CONFIG_VERSION } from '../core/vmconfig';
 export const SEABIOS_PATH = '/usr/share/seabios/bios.bin';
-
-export interface VmDisk {
-  file: string;
-  interface?: DriveInterface;
-  media?: DriveMedia;
-  format?: string;
-  slot?: number;
-  readOnly?: boolean;
-  snapshot?: boolean;
-}
-
-export interface VmConfig {
-  version: number;
-  name?: string;
-  memory?: string | number;
-  cpu?: { apic?: boolean };
-  deterministic?: boolean;
-  noReboot?: boolean;
-  firmware?: 'seabios' | 'default-guest' | { bios: string } | { kernel: string; initrd?: string; append?: string };
-  disks?: VmDisk[];
-  cdrom?: string;
-  boot?: string;
-  serial?: string;
-}
 
 /** what a vm.json contributes to a run (the command line may add to it or override it) */
 export interface VmRunSettings {
   /** the file, as given */
   file: string;
+  /** the validated description (paths as written) */
+  config: VmConfig;
   name: string;
   memSize?: number;
   apic?: boolean;
@@ -69,165 +39,81 @@ export interface VmRunSettings {
   initrd?: string;
   append?: string;
   defaultGuest?: boolean;
+  /** the disks, then the "cdrom" shorthand (its source ends in " cdrom") */
   drives: DriveSpec[];
+  nics: NicSpec[];
   bootOrder?: string;
-  serial?: RunOptions['serial'];
+  serial?: SerialOption;
 }
 
-class Checker {
-  constructor(private readonly file: string) {}
-
-  fail(field: string, expected: string, got?: unknown): never {
-    const shown = got === undefined ? '' : `, got ${JSON.stringify(got)?.slice(0, 60)}`;
-    throw new UsageError(`${this.file}: field '${field}': expected ${expected}${shown}`);
-  }
-
-  object(v: unknown, field: string): Record<string, unknown> {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(field, 'an object', v);
-    return v as Record<string, unknown>;
-  }
-
-  only(o: Record<string, unknown>, field: string, keys: string[]): void {
-    for (const k of Object.keys(o)) {
-      if (!keys.includes(k)) {
-        const where = field ? `${field}.${k}` : k;
-        throw new UsageError(`${this.file}: unknown field '${where}' (known here: ${keys.join(', ')})`);
-      }
-    }
-  }
-
-  str(v: unknown, field: string): string {
-    if (typeof v !== 'string' || v === '') this.fail(field, 'a non-empty string', v);
-    return v as string;
-  }
-
-  bool(v: unknown, field: string): boolean {
-    if (typeof v !== 'boolean') this.fail(field, 'true or false', v);
-    return v as boolean;
-  }
-
-  oneOf<T extends string>(v: unknown, field: string, values: readonly T[]): T {
-    if (typeof v !== 'string' || !values.includes(v as T)) this.fail(field, `one of ${values.join(', ')}`, v);
-    return v as T;
-  }
-
-  int(v: unknown, field: string, min: number, max: number): number {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) this.fail(field, `a whole number from ${min} to ${max}`, v);
-    return v as number;
-  }
-}
-
-/** parses and validates the text of a vm.json; paths are resolved against the file's directory */
+/** validates the text of a vm.json and resolves its paths against the file's directory */
 export function parseVmConfig(text: string, file: string): VmRunSettings {
-  const c = new Checker(file);
-  let raw: unknown;
+  let cfg: VmConfig;
   try {
-    raw = JSON.parse(text);
+    cfg = validateVmConfig(text, file);
   } catch (e) {
-    throw new UsageError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  const o = c.object(raw, '(top level)');
-  c.only(o, '', ['$schema', 'version', 'name', 'memory', 'cpu', 'deterministic', 'noReboot', 'firmware', 'disks', 'cdrom', 'boot', 'serial', 'nics']);
-  if (o.version === undefined) c.fail('version', `${VM_CONFIG_VERSION}`);
-  const version = c.int(o.version, 'version', 1, Number.MAX_SAFE_INTEGER);
-  if (version > VM_CONFIG_VERSION) {
-    throw new UsageError(`${file}: version ${version} is newer than this x86vm understands (${VM_CONFIG_VERSION}); upgrade x86vm`);
+    if (e instanceof VmConfigError) throw new UsageError(e.message);
+    throw e;
   }
   const base = dirname(resolve(file));
-  const path = (v: unknown, field: string): string => {
-    const p = c.str(v, field);
-    return isAbsolute(p) ? p : resolve(base, p);
-  };
-  const out: VmRunSettings = { file, name: o.name === undefined ? base.split('/').pop() ?? 'vm' : c.str(o.name, 'name'), drives: [] };
-
-  if (o.memory !== undefined) {
-    const m = o.memory;
-    if (typeof m !== 'number' && typeof m !== 'string') c.fail('memory', 'a size like "128M" or a number of MiB', m);
-    const text = String(m);
-    try {
-      out.memSize = parseMemSize(text);
-    } catch (e) {
-      const why = (e as Error).message.replace(/^--mem: /, '').replace(/ \(got .*$/, '');
-      c.fail('memory', `a RAM size like "128M" or a number of MiB (${why})`, m);
-    }
+  const path = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
+  const out: VmRunSettings = { file, config: cfg, name: cfg.name ?? basename(base), drives: [], nics: [] };
+  if (cfg.memory !== undefined) out.memSize = cfg.memory;
+  if (cfg.cpu.apic !== undefined) out.apic = cfg.cpu.apic;
+  if (cfg.deterministic !== undefined) out.deterministic = cfg.deterministic;
+  if (cfg.noReboot !== undefined) out.noReboot = cfg.noReboot;
+  const fw = cfg.firmware;
+  if (fw.kind === 'default-guest') out.defaultGuest = true;
+  else if (fw.kind === 'seabios') out.bios = SEABIOS_PATH;
+  else if (fw.kind === 'bios') out.bios = path(fw.bios);
+  else {
+    out.kernel = path(fw.kernel);
+    if (fw.initrd !== undefined) out.initrd = path(fw.initrd);
+    if (fw.append !== undefined) out.append = fw.append;
   }
-  if (o.cpu !== undefined) {
-    const cpu = c.object(o.cpu, 'cpu');
-    c.only(cpu, 'cpu', ['apic']);
-    if (cpu.apic !== undefined) out.apic = c.bool(cpu.apic, 'cpu.apic');
-  }
-  if (o.deterministic !== undefined) out.deterministic = c.bool(o.deterministic, 'deterministic');
-  if (o.noReboot !== undefined) out.noReboot = c.bool(o.noReboot, 'noReboot');
-
-  const fw = o.firmware;
-  if (fw === undefined || fw === 'default-guest') out.defaultGuest = true;
-  else if (fw === 'seabios') out.bios = SEABIOS_PATH;
-  else if (typeof fw === 'object' && fw !== null && !Array.isArray(fw)) {
-    const f = fw as Record<string, unknown>;
-    if ('bios' in f) {
-      c.only(f, 'firmware', ['bios']);
-      out.bios = path(f.bios, 'firmware.bios');
-    } else if ('kernel' in f) {
-      c.only(f, 'firmware', ['kernel', 'initrd', 'append']);
-      out.kernel = path(f.kernel, 'firmware.kernel');
-      if (f.initrd !== undefined) out.initrd = path(f.initrd, 'firmware.initrd');
-      if (f.append !== undefined) {
-        if (typeof f.append !== 'string') c.fail('firmware.append', 'a string', f.append);
-        out.append = f.append as string;
-      }
-    } else c.fail('firmware', '{ "kernel": … } or { "bios": … }', fw);
-  } else c.fail('firmware', '"seabios", "default-guest", { "kernel": … } or { "bios": … }', fw);
-
-  if (o.disks !== undefined) {
-    if (!Array.isArray(o.disks)) c.fail('disks', 'an array', o.disks);
-    (o.disks as unknown[]).forEach((d, i) => {
-      const field = `disks[${i}]`;
-      const disk = c.object(d, field);
-      c.only(disk, field, ['file', 'interface', 'media', 'format', 'slot', 'readOnly', 'snapshot']);
-      const iface = disk.interface === undefined ? 'ide' : c.oneOf(disk.interface, `${field}.interface`, ['ide', 'virtio-blk', 'virtio-scsi'] as const);
-      const media = disk.media === undefined ? 'disk' : c.oneOf(disk.media, `${field}.media`, ['disk', 'cdrom'] as const);
-      if (media === 'cdrom' && iface === 'virtio-blk') c.fail(`${field}.media`, 'disk for interface virtio-blk (a CD-ROM needs ide or virtio-scsi)', media);
-      const format = disk.format === undefined ? undefined : c.oneOf(disk.format, `${field}.format`, ['raw', 'vhd', 'vdi', 'iso'] as const);
-      let slot: number | undefined;
-      if (disk.slot !== undefined) {
-        if (iface === 'virtio-blk') c.fail(`${field}.slot`, 'no slot for interface virtio-blk', disk.slot);
-        slot = c.int(disk.slot, `${field}.slot`, 0, iface === 'ide' ? 3 : 7);
-      }
-      const readOnly = disk.readOnly === undefined ? false : c.bool(disk.readOnly, `${field}.readOnly`);
-      const snapshot = disk.snapshot === undefined ? false : c.bool(disk.snapshot, `${field}.snapshot`);
-      out.drives.push({
-        file: path(disk.file, `${field}.file`),
-        interface: iface,
-        media,
-        format,
-        readOnly: readOnly || media === 'cdrom',
-        index: slot,
-        snapshot,
-        source: `${file} ${field}`,
-      });
+  cfg.disks.forEach((d, i) => {
+    const media = d.media ?? 'disk';
+    out.drives.push({
+      file: path(d.file),
+      interface: d.interface ?? 'ide',
+      media,
+      format: d.format,
+      readOnly: !!d.readOnly || media === 'cdrom',
+      index: d.slot,
+      snapshot: !!d.snapshot,
+      source: `${file} disks[${i}]`,
     });
+  });
+  if (cfg.cdrom !== undefined) {
+    out.drives.push({ file: path(cfg.cdrom), interface: 'ide', media: 'cdrom', readOnly: true, index: 2, snapshot: false, source: `${file} cdrom` });
   }
-  if (o.cdrom !== undefined) {
-    out.drives.push({ file: path(o.cdrom, 'cdrom'), interface: 'ide', media: 'cdrom', readOnly: true, index: 2, snapshot: false, source: `${file} cdrom` });
-  }
-  if (o.nics !== undefined) {
-    if (!Array.isArray(o.nics) || o.nics.length) c.fail('nics', 'an empty array (network cards are not supported yet)', o.nics);
-  }
-  if (o.boot !== undefined) {
-    const b = c.str(o.boot, 'boot');
-    if (!/^[acdn]{1,4}$/.test(b)) c.fail('boot', 'boot order letters: a (floppy), c (disk), d (CD), n (network)', b);
-    out.bootOrder = b;
-  }
-  if (o.serial !== undefined) {
-    const s = c.str(o.serial, 'serial');
-    try {
-      const parsed = parseSerial(s);
-      out.serial = parsed.kind === 'file' ? { kind: 'file', path: path(parsed.path, 'serial') } : parsed;
-    } catch (e) {
-      c.fail('serial', '"stdio", "none" or "file:PATH"', s);
-    }
-  }
+  cfg.nics.forEach((n, i) => {
+    // node/nics.ts checks what only the Node host knows (the user-mode NAT's allow/hostfwd rules)
+    const field = `${file}: field 'nics[${i}]'`;
+    out.nics.push({ ...parseNicConfig(n, field, path), source: `${file} nics[${i}]` });
+  });
+  if (cfg.boot !== undefined) out.bootOrder = cfg.boot;
+  if (cfg.serial !== undefined) out.serial = cfg.serial.kind === 'file' ? { kind: 'file', path: path(cfg.serial.path) } : cfg.serial;
   return out;
+}
+
+/** the vm.json a `x86vm run` argument names: the file itself, or DIR/vm.json */
+export function vmFileOf(arg: string): string {
+  let st;
+  try {
+    st = statSync(arg);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(`cannot read VM '${arg}': ${code === 'ENOENT' ? 'no such file or folder' : (e as Error).message}`);
+  }
+  if (!st.isDirectory()) return arg;
+  const file = join(arg, VM_CONFIG_NAME);
+  try {
+    statSync(file);
+  } catch {
+    throw new UsageError(`'${arg}' is a folder without a ${VM_CONFIG_NAME} (x86vm create DIR makes a VM folder)`);
+  }
+  return file;
 }
 
 /** reads and validates a vm.json file */
@@ -237,7 +123,48 @@ export function loadVmConfig(file: string): VmRunSettings {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`cannot read VM file '${file}': ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new UsageError(`cannot read VM file '${file}': ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : (e as Error).message}`);
   }
-  return parseVmConfig(text, file);
+  try {
+    return parseVmConfig(text, file);
+  } catch (e) {
+    if (e instanceof UsageError && !/\.json$/i.test(file) && e.message.startsWith(`${file}: not valid JSON`)) {
+      throw new UsageError(`${e.message}; x86vm run VM takes a vm.json (or its folder): a kernel goes after --kernel`);
+    }
+    throw e;
+  }
+}
+
+/** which run options the command line gave (the others may come from the vm.json) */
+export interface GivenOptions {
+  mem: boolean;
+  serial: boolean;
+}
+
+/** merges a vm.json under the command line's options (the rules are in the file comment) */
+export function applyVmSettings(options: RunOptions, vm: VmRunSettings, given: GivenOptions): RunOptions {
+  const o: RunOptions = { ...options, vmName: vm.name, vmFile: vm.file };
+  const restoring = options.restore !== undefined;
+  if (!restoring) {
+    if (!given.mem && vm.memSize !== undefined) o.memSize = vm.memSize;
+    if (vm.apic !== undefined) o.apic = vm.apic;
+    if (vm.deterministic) o.deterministic = true;
+    if (vm.noReboot) o.noReboot = true;
+    if (options.kernel === undefined && options.bios === undefined) {
+      // the file's firmware; --initrd and --append replace its parts
+      if (vm.bios !== undefined) o.bios = vm.bios;
+      if (vm.kernel !== undefined) {
+        o.kernel = vm.kernel;
+        o.initrd = options.initrd ?? vm.initrd;
+        o.append = options.append ?? vm.append;
+      }
+    }
+  }
+  const cliCdrom = options.drives.some((d) => d.source.startsWith('--cdrom '));
+  const fromFile = vm.drives.filter((d) => !(cliCdrom && d.source === `${vm.file} cdrom`));
+  o.drives = [...fromFile, ...options.drives];
+  o.nics = [...vm.nics, ...(options.nics ?? [])];
+  if (o.boot === undefined && vm.bootOrder !== undefined) o.boot = { order: vm.bootOrder };
+  if (!given.serial && vm.serial !== undefined) o.serial = vm.serial;
+  return o;
 }

@@ -97,6 +97,17 @@ describe('x86vm usage', () => {
     for (const opt of ['--bios', '--kernel', '--append', '--mem', '--serial', '--debugcon', '--post-log', '--timeout', '--max-instructions', '--deterministic', '--no-reboot']) {
       expect(run.stdout).toContain(opt);
     }
+    // a VM described by a vm.json (x86vm create makes one)
+    expect(top.stdout).toMatch(/x86vm run VM \[options\]/);
+    expect(top.stdout).toMatch(/x86vm create DIR/);
+    expect(run.stdout).toMatch(/x86vm run VM \[options\]/);
+    expect(run.stdout).toMatch(/VM is a vm\.json, or a folder holding one \(x86vm create DIR makes one\)/);
+    const create = x86vm(['create', '--help']);
+    expect(create.status).toBe(0);
+    expect(create.stdout).toMatch(/^Usage: x86vm create DIR \[options\]/);
+    for (const opt of ['--disk SIZE', 'format=vhd', 'interface=ide|virtio-blk|virtio-scsi', '--memory', '--cdrom', '--copy-cdrom', '--kernel', '--initrd', '--append', '--bios seabios|FILE', '--nic', '--boot']) {
+      expect(create.stdout).toContain(opt);
+    }
   });
 
   it('rejects an unknown flag with exit 2 and no stack trace', () => {

@@ -15,7 +15,8 @@
  *   colours (GR5 bit 6: four pixels per address, one byte from each plane);
  * - colours through the colour plane enable, the attribute palette, colour select and the DAC with its
  *   pixel mask; horizontal pixel panning.
- * VBE modes (dispi enabled) read the linear memory at 8 (palette), 15, 16, 24 and 32 bpp, or 4 bpp planar.
+ * VBE modes (dispi enabled) read the linear memory at 8 (palette), 15, 16, 24 and 32 bpp, or 4 bpp planar;
+ * they too are blank (black at XRES x YRES) while the palette address source is clear.
  *
  * Frame size is the picture's logical resolution: 720x400 for 80x25 text, 320x200 for mode 13h, 640x480
  * for mode 12h (scan lines that repeat the same memory — double scan, or graphics rows taller than one
@@ -48,6 +49,8 @@ const BLACK = rgbaPixel(0, 0, 0);
 /** the frame shown when the registers describe no picture */
 const FALLBACK_W = 640;
 const FALLBACK_H = 480;
+/** the largest frame (core/screen.ts Frame) in pixels */
+const MAX_FRAME_PIXELS = 1 << 26;
 
 /** the CRTC's view of the display, decoded from the registers */
 interface Crtc {
@@ -147,7 +150,8 @@ export class VgaRenderer {
 
   private kind(): Kind {
     const v = this.vga;
-    if (v.vbeEnabled) return v.dispi[3] === 4 ? Kind.Vbe4 : Kind.Vbe;
+    // VBE: blank while the palette address source is clear (QEMU's rule, which Linux's bochs DRM uses)
+    if (v.vbeEnabled) return !(v.arIndex & 0x20) ? Kind.Blank : v.dispi[3] === 4 ? Kind.Vbe4 : Kind.Vbe;
     const t = this.decodeCrtc();
     if (t.hdisp < 1 || t.vde < 2 || t.hdisp > 256) return Kind.Invalid;
     if (!(v.arIndex & 0x20) || v.seq[1] & 0x20) return Kind.Blank;
@@ -225,7 +229,9 @@ export class VgaRenderer {
 
   render(nowNs: number): ScreenUpdate {
     const v = this.vga;
-    const kind = this.kind();
+    let kind = this.kind();
+    // a VBE mode larger than a frame can be (16000 x 12000 fits the dispi limits with 256 MiB of memory)
+    if (v.vbeEnabled && v.dispi[1] * v.dispi[2] > MAX_FRAME_PIXELS) kind = Kind.Invalid;
     let full = this.updateKey(kind) || this.full;
     this.full = false;
     this.updatePalette();
@@ -233,9 +239,8 @@ export class VgaRenderer {
     const t = this.crtc;
     let w: number;
     let h: number;
-    switch (kind) {
+    switch (v.vbeEnabled && kind !== Kind.Invalid ? Kind.Vbe : kind) {
       case Kind.Vbe:
-      case Kind.Vbe4:
         w = v.dispi[1];
         h = v.dispi[2];
         break;

@@ -99,3 +99,123 @@ for (let b = 0; b < 256; b++) {
 export function charMapOffset(n: number): number {
   return (((n & 3) << 1) | ((n >> 2) & 1)) * 0x2000;
 }
+
+// ---------------------------------------------------------------------------------------------------
+// EDID
+
+/** the preferred (native) mode the card's EDID reports unless told otherwise: QEMU's stdvga default */
+export const EDID_DEFAULT_WIDTH = 1280;
+export const EDID_DEFAULT_HEIGHT = 800;
+/** the monitor name in the EDID's display product name descriptor */
+export const EDID_MONITOR_NAME = 'x86vm';
+
+/**
+ * A VESA E-EDID 1.4 base block (128 bytes) for a 96 dpi monitor whose preferred (native) mode is
+ * width x height at 60 Hz, as QEMU's stdvga offers one in its MMIO BAR so that Linux's bochs DRM driver
+ * (and anything else that reads it) picks that mode. Written from the VESA E-EDID standard, release A2:
+ *
+ * - header, manufacturer "XVM", product 1, manufactured week 1 of 2026, version 1.4;
+ * - digital input, 8 bits per colour, RGB 4:4:4, sRGB default colour space, the preferred timing is native;
+ * - sRGB chromaticity (red 0.640/0.330, green 0.300/0.600, blue 0.150/0.060, white D65 0.3127/0.3290);
+ * - established timings 640x480, 800x600, 1024x768 at 60 Hz; standard timings 1280x1024, 1600x1200,
+ *   1920x1080 at 60 Hz;
+ * - descriptor 1: the detailed timing of the preferred mode, with CVT reduced-blanking timings (what a
+ *   flat panel runs: 160 pixels of horizontal blanking, at least 460 µs of vertical blanking);
+ * - descriptor 2: range limits (50–125 Hz, 25–160 kHz, 340 MHz); 3: the monitor name; 4: dummy.
+ */
+export function makeEdid(width = EDID_DEFAULT_WIDTH, height = EDID_DEFAULT_HEIGHT): Uint8Array {
+  if (!(Number.isInteger(width) && Number.isInteger(height) && width % 8 === 0 && width >= 640 && height >= 480 && width <= 2560 && height <= 1600)) {
+    throw new RangeError(`EDID preferred mode ${width}x${height}: the width must be a multiple of 8 from 640 to 2560, the height 480 to 1600`);
+  }
+  const e = new Uint8Array(128);
+  e.set([0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00], 0);
+  // manufacturer: three letters, 5 bits each ('A' = 1), big-endian
+  const letter = (c: string) => c.charCodeAt(0) - 64;
+  const mfg = (letter('X') << 10) | (letter('V') << 5) | letter('M');
+  e[8] = mfg >> 8;
+  e[9] = mfg & 0xff;
+  e[10] = 1; // product code (little-endian)
+  e[16] = 1; // week of manufacture
+  e[17] = 2026 - 1990;
+  e[18] = 1; // EDID version 1.4
+  e[19] = 4;
+  e[20] = 0x80 | (2 << 4); // digital, 8 bits per primary colour, interface not defined
+  // screen size in cm at 96 dpi
+  e[21] = Math.max(1, Math.round((width / 96) * 2.54));
+  e[22] = Math.max(1, Math.round((height / 96) * 2.54));
+  e[23] = 220 - 100; // gamma 2.2
+  e[24] = 0x04 | 0x02; // sRGB default, preferred timing mode is native; RGB 4:4:4
+  // chromaticity: 10-bit binary fractions, the low two bits packed into bytes 25/26
+  const chroma = [0.64, 0.33, 0.3, 0.6, 0.15, 0.06, 0.3127, 0.329].map((v) => Math.round(v * 1024));
+  e[25] = ((chroma[0] & 3) << 6) | ((chroma[1] & 3) << 4) | ((chroma[2] & 3) << 2) | (chroma[3] & 3);
+  e[26] = ((chroma[4] & 3) << 6) | ((chroma[5] & 3) << 4) | ((chroma[6] & 3) << 2) | (chroma[7] & 3);
+  for (let i = 0; i < 8; i++) e[27 + i] = chroma[i] >> 2;
+  e[35] = 0x21; // 640x480@60, 800x600@60
+  e[36] = 0x08; // 1024x768@60
+  e[37] = 0x00;
+  // standard timings: (width / 8 - 31), aspect ratio (bits 7-6: 00 16:10, 01 4:3, 10 5:4, 11 16:9) | (Hz - 60)
+  const std = [
+    [1280, 0b10],
+    [1600, 0b01],
+    [1920, 0b11],
+  ];
+  for (let i = 0; i < 8; i++) {
+    const s = std[i];
+    e[38 + 2 * i] = s ? s[0] / 8 - 31 : 0x01;
+    e[39 + 2 * i] = s ? s[1] << 6 : 0x01;
+  }
+  detailedTiming(e, 54, width, height);
+  // range limits: vertical 50–125 Hz, horizontal 25–160 kHz, pixel clock up to 340 MHz, no timing formula
+  e.set([0, 0, 0, 0xfd, 0, 50, 125, 25, 160, 34, 0x01, 0x0a, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20], 72);
+  // display product name: up to 13 characters, ended by a line feed and padded with spaces
+  e.set([0, 0, 0, 0xfc, 0], 90);
+  for (let i = 0; i < 13; i++) {
+    e[95 + i] = i < EDID_MONITOR_NAME.length ? EDID_MONITOR_NAME.charCodeAt(i) : i === EDID_MONITOR_NAME.length ? 0x0a : 0x20;
+  }
+  e.set([0, 0, 0, 0x10, 0], 108); // dummy descriptor (zeros)
+  e[126] = 0; // no extension blocks
+  let sum = 0;
+  for (let i = 0; i < 127; i++) sum += e[i];
+  e[127] = (256 - (sum & 0xff)) & 0xff;
+  return e;
+}
+
+/** an 18-byte detailed timing descriptor at `at`: width x height at 60 Hz with CVT reduced blanking (v1) */
+function detailedTiming(e: Uint8Array, at: number, width: number, height: number): void {
+  const hActive = width;
+  const hBlank = 160;
+  const hFront = 48;
+  const hSync = 32;
+  const vFront = 3;
+  const ratio = width / height;
+  const near = (r: number) => Math.abs(ratio - r) < 0.01;
+  // the vertical sync width encodes the aspect ratio in CVT
+  const vSync = near(4 / 3) ? 4 : near(16 / 9) ? 5 : near(16 / 10) ? 6 : near(5 / 4) || near(15 / 9) ? 7 : 10;
+  // vertical blanking: at least 460 µs, and at least front porch + sync + 6 lines of back porch
+  const hPeriodUs = (1e6 / 60 - 460) / height;
+  const vBlank = Math.max(Math.floor(460 / hPeriodUs) + 1, vFront + vSync + 6);
+  const hTotal = hActive + hBlank;
+  const vTotal = height + vBlank;
+  // pixel clock in units of 10 kHz, rounded down to the 0.25 MHz steps CVT uses
+  const clock = Math.floor((60 * hTotal * vTotal) / 250_000) * 25;
+  const hMm = Math.round((hActive / 96) * 25.4);
+  const vMm = Math.round((height / 96) * 25.4);
+  e[at] = clock & 0xff;
+  e[at + 1] = clock >> 8;
+  e[at + 2] = hActive & 0xff;
+  e[at + 3] = hBlank & 0xff;
+  e[at + 4] = ((hActive >> 8) << 4) | (hBlank >> 8);
+  e[at + 5] = height & 0xff;
+  e[at + 6] = vBlank & 0xff;
+  e[at + 7] = ((height >> 8) << 4) | (vBlank >> 8);
+  e[at + 8] = hFront & 0xff;
+  e[at + 9] = hSync & 0xff;
+  e[at + 10] = ((vFront & 0x0f) << 4) | (vSync & 0x0f);
+  e[at + 11] = ((hFront >> 8) << 6) | ((hSync >> 8) << 4) | ((vFront >> 4) << 2) | (vSync >> 4);
+  e[at + 12] = hMm & 0xff;
+  e[at + 13] = vMm & 0xff;
+  e[at + 14] = ((hMm >> 8) << 4) | (vMm >> 8);
+  e[at + 15] = 0; // no border
+  e[at + 16] = 0;
+  e[at + 17] = 0x18 | 0x02; // digital separate sync, horizontal sync positive, vertical sync negative
+}

@@ -27,8 +27,14 @@
  * The linear framebuffer (BAR0) is page-mapped MMIO served straight from the VRAM typed arrays: x86vm's
  * CPU can only take its RAM fast path on the one guest-RAM buffer, so a device buffer at 0xFDxxxxxx cannot
  * be RAM-like without a second fast path in the CPU; aligned 32-bit accesses are one typed-array store.
- * BAR2 (4 KiB MMIO, as QEMU's stdvga) mirrors the VGA ports at 0x400–0x41F and the dispi registers at
- * 0x500–0x515 (16-bit, index × 2). The expansion ROM BAR carries the VGA BIOS given as `romImage`.
+ * BAR2 (4 KiB MMIO, as QEMU's stdvga) holds the monitor's EDID at 0x000–0x3FF (devices/vga-tables.ts
+ * makeEdid: 1280x800 preferred unless `edid` says otherwise; Linux's bochs DRM reads it and picks that
+ * mode, as on QEMU), and mirrors the VGA ports at 0x400–0x41F and the dispi registers at 0x500–0x515
+ * (16-bit, index × 2). The expansion ROM BAR carries the VGA BIOS given as `romImage`.
+ *
+ * VBE display: the picture is dispi XRES x YRES at BPP from the display start (X/Y offset, virtual width)
+ * in the linear memory, and, as on QEMU, blank while the attribute controller's palette address source
+ * bit (0x3C0 index bit 5) is clear: Linux's bochs DRM blanks and unblanks the screen through it.
  *
  * Rendering (on demand, into an RGBA frame with dirty rectangles) is in devices/vga-render.ts; the screen
  * as text in text(). Writes mark 4 KiB pages of VRAM dirty; the renderer redraws only lines that read
@@ -65,6 +71,7 @@ import {
   EXPAND4,
   egaPalette,
   charMapOffset,
+  makeEdid,
 } from './vga-tables';
 
 export { charMapOffset };
@@ -102,11 +109,15 @@ export const VBE_DISPI_GETCAPS = 0x02;
 export const VBE_DISPI_8BIT_DAC = 0x20;
 export const VBE_DISPI_LFB_ENABLED = 0x40;
 export const VBE_DISPI_NOCLEARMEM = 0x80;
-export const VBE_DISPI_MAX_XRES = 2560;
-export const VBE_DISPI_MAX_YRES = 1600;
+/** the largest mode GETCAPS reports: QEMU's limits (Bochs itself says 2560x1600); SeaBIOS's VGA BIOS lists the
+ * modes that fit these and the video memory, so this decides its mode list */
+export const VBE_DISPI_MAX_XRES = 16000;
+export const VBE_DISPI_MAX_YRES = 12000;
 export const VBE_DISPI_MAX_BPP = 32;
 
-/** QEMU stdvga's MMIO BAR layout */
+/** QEMU stdvga's MMIO BAR layout: the EDID blob (0x000–0x3FF), the VGA ports, the dispi registers */
+export const MMIO_EDID = 0x000;
+export const MMIO_EDID_SIZE = 0x400;
 export const MMIO_VGA_PORTS = 0x400;
 export const MMIO_DISPI = 0x500;
 
@@ -130,6 +141,11 @@ export interface VgaOptions {
   powerOn?: 'text' | 'off';
   /** PCI slot (default 2) */
   slot?: number;
+  /**
+   * the EDID in the MMIO BAR (offsets 0–0x3FF, as QEMU's stdvga with edid=on): the monitor's preferred
+   * mode (default 1280x800, QEMU's default), or false for none (then Linux's bochs DRM falls back to 1024x768)
+   */
+  edid?: { width: number; height: number } | false;
 }
 
 /** the VGA's saved state (plain JSON) */
@@ -243,6 +259,8 @@ export class Vga implements Device, Screen {
   private readonly renderer: VgaRenderer;
   /** the PCI function, when on PCI */
   pci: VgaPci | null = null;
+  /** the EDID the MMIO BAR shows (128 bytes), or null */
+  readonly edid: Uint8Array | null;
 
   constructor(host: VgaHost, options: VgaOptions = {}) {
     if (!LITTLE_ENDIAN) throw new Error('the VGA needs a little-endian host');
@@ -256,6 +274,8 @@ export class Vga implements Device, Screen {
     this.host = host;
     this.options = options;
     this.vramSize = size;
+    const edid = options.edid;
+    this.edid = edid === false ? null : edid ? makeEdid(edid.width, edid.height) : makeEdid();
     const buf = new ArrayBuffer(size);
     this.vram = new Uint8Array(buf);
     this.vram32 = new Int32Array(buf);
@@ -584,6 +604,7 @@ export class Vga implements Device, Screen {
       case VBE_DISPI_INDEX_Y_OFFSET:
         r[this.dispiIndex] = v;
         this.dispiFixup();
+        if (this.vbeEnabled) this.vgaCompatForVbe();
         this.updateAccess();
         return;
       case VBE_DISPI_INDEX_BANK: {
@@ -651,19 +672,22 @@ export class Vga implements Device, Screen {
     if (r[VBE_DISPI_INDEX_Y_OFFSET] > VBE_DISPI_MAX_YRES) r[VBE_DISPI_INDEX_Y_OFFSET] = VBE_DISPI_MAX_YRES;
     let offset = ((r[VBE_DISPI_INDEX_X_OFFSET] * bits) >>> 3) + r[VBE_DISPI_INDEX_Y_OFFSET] * lineLength;
     if (offset + r[VBE_DISPI_INDEX_YRES] * lineLength > this.vramSize) {
+      // the picture would run past the memory: both offsets back to 0 (QEMU)
+      r[VBE_DISPI_INDEX_X_OFFSET] = 0;
       r[VBE_DISPI_INDEX_Y_OFFSET] = 0;
-      offset = (r[VBE_DISPI_INDEX_X_OFFSET] * bits) >>> 3;
-      if (offset + r[VBE_DISPI_INDEX_YRES] * lineLength > this.vramSize) {
-        r[VBE_DISPI_INDEX_X_OFFSET] = 0;
-        offset = 0;
-      }
+      offset = 0;
     }
     r[VBE_DISPI_INDEX_VIRT_HEIGHT] = Math.min(maxY, 0xffff);
     this.vbeLineLength = lineLength;
-    this.vbeStart = offset;
+    // the display starts at a doubleword (the CRTC start address counts 4-byte units, as on QEMU): an x offset
+    // that is not a multiple of 4 bytes (odd pixels at 8/24 bpp) starts the picture a little to the left
+    this.vbeStart = offset & ~3;
   }
 
-  /** on VBE enable: the VGA registers a guest reading them back expects (graphics, 64K window, chain-4) */
+  /**
+   * while VBE is enabled (after each mode register write, as QEMU does): the VGA registers a guest reading
+   * them back expects (graphics, 64K window, chain-4, the CRTC's width, height and offset)
+   */
   private vgaCompatForVbe(): void {
     const r = this.dispi;
     const c = this.crtc;
@@ -1162,8 +1186,18 @@ export class VgaPci extends PciDevice {
   }
 }
 
-/** BAR2: the VGA ports at 0x400 (0x3C0–0x3DF), the dispi registers at 0x500 (16-bit, index × 2) */
+/** BAR2: the EDID at 0x000, the VGA ports at 0x400 (0x3C0–0x3DF), the dispi registers at 0x500 (16-bit, index × 2) */
 function mmioRead(vga: Vga, off: number, size: number): number {
+  if (off < MMIO_EDID + MMIO_EDID_SIZE) {
+    // the EDID blob, read-only; zeros past its end (and everywhere without one)
+    const e = vga.edid;
+    let v = 0;
+    for (let i = size - 1; i >= 0; i--) {
+      const o = off + i - MMIO_EDID;
+      v = (v << 8) | (e && o < e.length ? e[o] : 0);
+    }
+    return v;
+  }
   if (off >= MMIO_VGA_PORTS && off < MMIO_VGA_PORTS + 0x20) {
     const port = 0x3c0 + off - MMIO_VGA_PORTS;
     if (size === 1) return vga.ioRead(port);

@@ -16,6 +16,9 @@
 # Boot it:  x86vm run --bios /usr/share/seabios/bios.bin --cdrom OUT_DIR/boot.iso
 #           qemu-system-i386 -cdrom OUT_DIR/boot.iso -serial stdio
 # Environment: see lib-boot.sh (DEB_CACHE, SOURCE_DATE_EPOCH, BOOT_KERNEL, BOOT_INITRD, BOOT_APPEND).
+# E.g. BOOT_APPEND="console=ttyS0 console=tty0 vga=0x314" makes the kernel's real-mode setup ask the VGA
+# BIOS for VESA mode 0x114 (800x600, 16 bpp; 0x315 24 bpp, 0x343 32 bpp, 0x303 8 bpp), and vesafb + fbcon
+# take the console on the linear framebuffer (test/vbe-guest.test.ts).
 set -euo pipefail
 
 BOOT_TOOL=build-bootiso

@@ -35,7 +35,7 @@ import { NULL_SINK, type SerialSink } from './host';
 import { Pic8259 } from '../devices/pic';
 import { Pit8254 } from '../devices/pit';
 import { Uart16550 } from '../devices/uart';
-import { DebugCon } from '../devices/debugcon';
+import { DebugCon, FIRMWARE_LOG_PORT } from '../devices/debugcon';
 import { PostCodes } from '../devices/postcode';
 import { DebugExit } from '../devices/debugexit';
 import { Rtc } from '../devices/rtc';
@@ -78,6 +78,8 @@ export interface PcOptions {
   serialExtra?: (SerialSink | null | undefined)[];
   /** the debug console at 0xE9; omitted = no device on that port */
   debugcon?: SerialSink;
+  /** SeaBIOS's debug log (a debug console at 0x402); omitted = no device on that port */
+  firmwareLog?: SerialSink;
   /** where POST codes (ports 0x80, 0x190) go (default: discarded) */
   post?: SerialSink;
   /** QEMU's isa-debug-exit at 0xF4 (default true) */
@@ -244,6 +246,9 @@ export function createPc(options: PcOptions): Pc {
   machine.addDevice(new Port92(machine, () => machine.guestReset('port 0x92 fast reset')));
 
   const debugcon = options.debugcon ? machine.addDevice(new DebugCon(machine, options.debugcon)) : null;
+  // the firmware log is an output only (no state): registered on the I/O bus but not a machine device, so a
+  // snapshot's device list does not depend on whether the log was being written
+  if (options.firmwareLog) new DebugCon(machine, options.firmwareLog, FIRMWARE_LOG_PORT, 'firmware-log');
   const post = machine.addDevice(new PostCodes(machine, options.post ?? NULL_SINK));
   const debugExit = options.debugExit === false ? null : machine.addDevice(new DebugExit(machine));
 

@@ -9,16 +9,20 @@ import type { Device } from '../core/machine';
 
 export const DEBUGCON_PORT = 0xe9;
 
+/** the port SeaBIOS writes its debug log to (QEMU's -chardev …,id=seabios -device isa-debugcon,iobase=0x402) */
+export const FIRMWARE_LOG_PORT = 0x402;
+
 export class DebugCon implements Device {
-  readonly name = 'debugcon';
+  readonly name: string;
   readonly port: number;
   sink: SerialSink;
   /** bytes written since power-on (diagnostics) */
   count = 0;
 
-  constructor(machine: { readonly io: IoBus }, sink: SerialSink, port = DEBUGCON_PORT) {
+  constructor(machine: { readonly io: IoBus }, sink: SerialSink, port = DEBUGCON_PORT, name = 'debugcon') {
     this.sink = sink;
     this.port = port;
+    this.name = name;
     machine.io.register(this.name, port, 1, {
       read8: () => 0xe9,
       write8: (_p, v) => {

@@ -35,6 +35,8 @@ export interface RunOptions {
   memSize: number;
   serial: SerialOption;
   debugcon?: string;
+  /** SeaBIOS's debug log (port 0x402) to this file */
+  firmwareLog?: string;
   postLog?: string;
   /** wall-clock limit in seconds */
   timeout?: number;
@@ -145,6 +147,7 @@ Devices and output:
                           COM1 (0x3F8) console (default stdio; on a terminal, Ctrl-A X quits,
                           Ctrl-A H shows the escape keys, Ctrl-A A sends Ctrl-A)
   --debugcon FILE         write every byte the guest writes to port 0xE9 to FILE
+  --firmware-log FILE     write the firmware's debug log (SeaBIOS writes it to port 0x402) to FILE
   --post-log FILE         write every POST code (ports 0x80 and 0x190) to FILE, one byte per write
 
 Scripted console (CI):
@@ -189,6 +192,7 @@ const RUN_OPTIONS = {
   mem: { type: 'string' },
   serial: { type: 'string' },
   debugcon: { type: 'string' },
+  'firmware-log': { type: 'string' },
   'post-log': { type: 'string' },
   timeout: { type: 'string' },
   'max-instructions': { type: 'string' },
@@ -342,6 +346,7 @@ export function parseCommandLine(argv: string[]): Command {
     memSize: str('mem') !== undefined ? parseMemSize(str('mem')!) : DEFAULT_MEM,
     serial: str('serial') !== undefined ? parseSerial(str('serial')!) : { kind: 'stdio' },
     debugcon: nonEmpty('debugcon', str('debugcon')),
+    firmwareLog: nonEmpty('firmware-log', str('firmware-log')),
     postLog: nonEmpty('post-log', str('post-log')),
     timeout: str('timeout') !== undefined ? parsePositive('timeout', str('timeout')!, false) : undefined,
     maxInstructions:

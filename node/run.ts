@@ -261,6 +261,11 @@ async function runVmWithDrives(options: RunOptions, hooks: RunHooks, drives: Ope
       debugconSink = new FileSink(options.debugcon, 'debugcon');
       sinks.push(debugconSink);
     }
+    let firmwareLogSink: FileSink | undefined;
+    if (options.firmwareLog !== undefined) {
+      firmwareLogSink = new FileSink(options.firmwareLog, 'firmware log');
+      sinks.push(firmwareLogSink);
+    }
     let postSink: FileSink | undefined;
     if (options.postLog !== undefined) {
       postSink = new FileSink(options.postLog, 'POST log');
@@ -307,8 +312,10 @@ async function runVmWithDrives(options: RunOptions, hooks: RunHooks, drives: Ope
       memSize: options.memSize,
       deterministic: options.deterministic,
       noReboot: options.noReboot,
+      apic: options.apic,
       serial: serialSink,
       debugcon: debugconSink,
+      firmwareLog: firmwareLogSink,
       post: postSink,
       devices,
       vga: wantVga ? { romImage: vgaRom } : undefined,

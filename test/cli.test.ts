@@ -338,6 +338,26 @@ ${SERIAL_PUTS}`);
     expect(Array.from(readFileSync(log))).toEqual([1, 2, 3, 4]);
   });
 
+  it("writes the firmware's debug log (port 0x402) with --firmware-log: SeaBIOS's own messages", () => {
+    const log = join(tmp, 'firmware.log');
+    // SeaBIOS probes 0x402 (reads back 0xE9) and logs its start-up there; with no disk it ends in its
+    // "No bootable device" wait (halted, timers armed), so the run ends at the time limit
+    const r = x86vm(['run', '--bios', '/usr/share/seabios/bios.bin', '--vga', 'none', '--serial', 'none',
+      '--firmware-log', log, '--timeout', '15']);
+    expect(r.status).toBe(124);
+    const text = readFileSync(log, 'latin1');
+    expect(text).toMatch(/^SeaBIOS \(version [^)]+\)/m);
+    expect(text).toMatch(/Found 3 PCI devices/);
+    expect(text).toMatch(/No bootable device\./);
+    // without the flag nothing answers at 0x402, so SeaBIOS does not log: a plain debugcon at 0xE9 stays empty
+    const e9 = join(tmp, 'e9.log');
+    const r2 = x86vm(['run', '--bios', '/usr/share/seabios/bios.bin', '--vga', 'none', '--serial', 'none',
+      '--debugcon', e9, '--timeout', '5']);
+    expect(r2.status).toBe(124);
+    expect(existsSync(e9)).toBe(true);
+    expect(readFileSync(e9, 'latin1')).not.toMatch(/SeaBIOS/);
+  });
+
   it('exits 3 when the CPU halts with interrupts disabled', () => {
     const r = x86vm(['run', '--bios', bios('  cli\n  hlt')]);
     expect(r.status).toBe(3);

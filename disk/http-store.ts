@@ -114,7 +114,7 @@ export class HttpRangeStore implements ByteStore {
 
   /** opens `url`, learning its size (see the file comment) */
   static async open(url: string, options: HttpRangeOptions = {}): Promise<HttpRangeStore> {
-    const fetchFn = options.fetch ?? globalThis.fetch;
+    const fetchFn = options.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => globalThis.fetch(input, init));
     if (typeof fetchFn !== 'function') throw new DiskError(url, 'no fetch() in this environment');
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK;
     if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0 || chunkSize % 512 !== 0) {

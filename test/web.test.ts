@@ -8,17 +8,14 @@
  * artifact: test/artifacts/web-booted.png.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
 import { nasm } from './helpers/asm';
+import { ARTIFACTS, ROOT, screenText, startWebRig, transcript, waitOutput, waitState, type WebRig } from './helpers/web';
 
-const ROOT = resolve(__dirname, '..');
 const BIN = join(ROOT, 'dist', 'x86vm.mjs');
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = join(ROOT, 'test', 'artifacts');
 const PROMPT = /x86vm:\/# /;
 
 /** a Multiboot kernel: "HELLO VGA" (white on blue) on the text screen, then keyboard bytes from the i8042 to COM1 */
@@ -49,67 +46,33 @@ start:
 msg: db 'HELLO VGA', 0
 `;
 
+let rig: WebRig | null = null;
 let dir = '';
-let server: ChildProcess | null = null;
 let base = '';
-let browser: Browser | null = null;
 let cliSnapshot = '';
 
 beforeAll(async () => {
-  expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`).toBe(true);
   expect(existsSync(join(ROOT, 'images', 'default', 'bzImage'))).toBe(true);
-  dir = mkdtempSync(join(tmpdir(), 'x86vm-webtest-'));
   execFileSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
-  execFileSync(process.execPath, [join(ROOT, 'scripts', 'web.mjs'), '--build-only', '--out', join(dir, 'dist')], { cwd: ROOT });
-  writeFileSync(join(dir, 'dist', 'vga.bin'), nasm(VGA_KBD));
-
-  // a snapshot made by the Node CLI: the default guest saved at its first shell prompt
-  cliSnapshot = join(dir, 'cli.snap');
-  execFileSync(process.execPath, [BIN, 'run', '--timeout', '400', '--serial', 'none', '--save-state', cliSnapshot, '--save-on', 'x86vm:/# '], {
-    cwd: ROOT,
-    stdio: 'pipe',
+  rig = await startWebRig({
+    prepare: (dist, tmp) => {
+      writeFileSync(join(dist, 'vga.bin'), nasm(VGA_KBD));
+      // a snapshot made by the Node CLI: the default guest saved at its first shell prompt
+      cliSnapshot = join(tmp, 'cli.snap');
+      execFileSync(process.execPath, [BIN, 'run', '--timeout', '400', '--serial', 'none', '--save-state', cliSnapshot, '--save-on', 'x86vm:/# '], {
+        cwd: ROOT,
+        stdio: 'pipe',
+      });
+      expect(statSync(cliSnapshot).size).toBeGreaterThan(100_000);
+    },
   });
-  expect(statSync(cliSnapshot).size).toBeGreaterThan(100_000);
-
-  server = spawn(process.execPath, [join(ROOT, 'scripts', 'web.mjs'), '--no-build', '--out', join(dir, 'dist'), '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  base = await new Promise<string>((resolvePromise, reject) => {
-    let out = '';
-    server!.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /http:\/\/127\.0\.0\.1:\d+\//.exec(out);
-      if (m) resolvePromise(m[0]);
-    });
-    server!.on('exit', (code) => reject(new Error(`the web server exited with ${code}`)));
-  });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  dir = rig.dir;
+  base = rig.base;
 }, 600_000);
 
 afterAll(async () => {
-  await browser?.close();
-  server?.kill();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await rig?.close();
 });
-
-/** the serial output the page has received (window.x86vm.transcript) */
-const transcript = (page: Page): Promise<string> => page.evaluate(() => window.x86vm.transcript());
-
-/** waits until the transcript, from `from` characters on, matches `re` */
-async function waitOutput(page: Page, re: RegExp, from = 0, timeout = 300_000): Promise<void> {
-  try {
-    await page.waitForFunction(
-      ([src, flags, at]) => new RegExp(src, flags).test(window.x86vm.transcript().slice(at)),
-      [re.source, re.flags, from] as const,
-      { timeout, polling: 250 },
-    );
-  } catch (e) {
-    throw new Error(`the page never showed ${re}: ${(e as Error).message}\n--- serial output ends with:\n${(await transcript(page)).slice(-1500)}`);
-  }
-}
 
 /** types a command into the terminal as a user would and waits for `answer` in the output after it */
 async function command(page: Page, text: string, answer: RegExp): Promise<string> {
@@ -121,20 +84,9 @@ async function command(page: Page, text: string, answer: RegExp): Promise<string
   return (await transcript(page)).slice(from);
 }
 
-async function waitState(page: Page, state: string, label?: RegExp): Promise<void> {
-  await page.waitForFunction(
-    ([s, l]) => {
-      const st = window.x86vm.status();
-      return !!st && st.state === s && (l === null || new RegExp(l).test(st.label));
-    },
-    [state, label ? label.source : null] as const,
-    { timeout: 120_000, polling: 100 },
-  );
-}
-
 describe('the browser page', () => {
   it('boots the default guest, answers typed commands, saves a snapshot, restores it after a reload, restores a CLI snapshot', async () => {
-    const context = await browser!.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 800 } });
+    const context = await rig!.browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 800 } });
     const page = await context.newPage();
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -214,7 +166,7 @@ describe('the browser page', () => {
   });
 
   it('shows the VGA screen on the canvas and sends keys to the PS/2 keyboard when it has focus', async () => {
-    const page = await browser!.newPage();
+    const page = await rig!.browser.newPage();
     try {
       await page.goto(`${base}?kernel=vga.bin&vga=1&mem=8`);
       await waitState(page, 'running', /^vga\.bin$/);
@@ -230,6 +182,8 @@ describe('the browser page', () => {
         });
       await expect.poll(async () => (await blue()).n, { timeout: 30_000 }).toBeGreaterThan(9 * 8 * 8);
       expect((await blue()).h).toBe(400);
+      // the worker's text dump of the same screen
+      expect((await screenText(page)).split('\n')[0]).toBe('HELLO VGA');
       await page.click('#screen');
       await page.keyboard.press('a');
       // the set-1 make code of A (0x1E) reached the guest through the i8042 and came back on COM1
@@ -240,7 +194,7 @@ describe('the browser page', () => {
   });
 
   it('explains bad input on the page: a kernel that is not there, a bad address', async () => {
-    const page = await browser!.newPage();
+    const page = await rig!.browser.newPage();
     try {
       await page.goto(`${base}?kernel=nowhere/bzImage`);
       await page.locator('#error').waitFor({ state: 'visible', timeout: 30_000 });

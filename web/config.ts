@@ -5,7 +5,10 @@
  * The URL query:
  *   (nothing)            the default guest (bzImage + initramfs.cpio.gz beside the page, console=ttyS0)
  *   kernel=URL           a Linux bzImage or Multiboot kernel; initrd=URL; append=TEXT (command line)
- *   bios=URL             a firmware image (64–256 KiB)
+ *   bios=1               boot through SeaBIOS, served beside the page (bios.bin, with vgabios-stdvga.bin as
+ *                        the VGA's option ROM): from the disks and CD given, e.g. ?bios=1&cdrom=boot.iso
+ *   bios=URL             a firmware image (64–256 KiB); vgabios=URL: the VGA's option ROM to go with it
+ *   bootorder=LETTERS    the firmware's boot order as QEMU's -boot: c hard disk, d CD-ROM (default "cad")
  *   mem=SIZE             RAM: 128, 128M, 1G (default 128 MiB)
  *   disk=URL             a disk image (raw, VHD, VDI, ISO; repeatable), loaded lazily by HTTP range
  *                        requests; the guest's writes stay in memory. cdrom=URL: an ISO as a CD-ROM.
@@ -15,11 +18,13 @@
  *   deterministic=1      guest time follows the instruction count
  *   boot=0               fill the page's controls but do not start
  *
- * A VM folder: the files of a folder holding a vm.json (the format node/vmconfig.ts documents), picked
+ * A VM folder: the files of a folder holding a vm.json (the format core/vmconfig.ts documents), picked
  * with <input type=file webkitdirectory>; its paths are relative to the folder.
  */
-import type { BootConfig, DiskInterface, DiskMedia, DiskRequest, Source } from './protocol';
+import type { BootConfig, DiskInterface, DiskRequest, Source } from './protocol';
 import { parseMemMiB } from './protocol';
+import { BootOrderError, checkBootOrder } from '../core/bootorder';
+import { validateVmConfig } from '../core/vmconfig';
 
 /** the default guest's files, relative to the page */
 export const DEFAULT_KERNEL = 'bzImage';
@@ -33,6 +38,24 @@ export function defaultGuest(): BootConfig {
     initrd: { url: DEFAULT_INITRD },
     append: DEFAULT_APPEND,
   };
+}
+
+/** SeaBIOS's files, copied beside the page by `npm run web` from Debian's seabios package */
+export const SEABIOS_BIOS = 'bios.bin';
+export const SEABIOS_VGABIOS = 'vgabios-stdvga.bin';
+const SEABIOS_HINT = "SeaBIOS is served with the page only when the machine that built it has Debian's seabios package (apt-get install seabios, then npm run web again)";
+
+/** the firmware and VGA BIOS for booting through SeaBIOS (bios=1), as served beside the page */
+export function seabios(): Pick<BootConfig, 'bios' | 'vgaBios'> {
+  return {
+    bios: { url: SEABIOS_BIOS, name: 'SeaBIOS', hint: SEABIOS_HINT },
+    vgaBios: { url: SEABIOS_VGABIOS, name: SEABIOS_VGABIOS, hint: SEABIOS_HINT },
+  };
+}
+
+/** a bios= value that means "SeaBIOS from beside the page" rather than an address */
+function isSeabiosFlag(v: string): boolean {
+  return /^(1|true|yes|on|seabios)$/i.test(v);
 }
 
 export interface PageRequest {
@@ -49,7 +72,7 @@ const FORMATS = ['raw', 'vhd', 'vdi', 'iso'];
 /** reads the page's query string; throws an Error naming the parameter that is wrong */
 export function parseQuery(search: string): PageRequest {
   const q = new URLSearchParams(search);
-  const known = ['kernel', 'initrd', 'append', 'bios', 'mem', 'disk', 'cdrom', 'if', 'format', 'snapshot', 'deterministic', 'vga', 'boot'];
+  const known = ['kernel', 'initrd', 'append', 'bios', 'vgabios', 'bootorder', 'mem', 'disk', 'cdrom', 'if', 'format', 'snapshot', 'deterministic', 'vga', 'boot'];
   for (const k of q.keys()) {
     if (!known.includes(k)) throw new Error(`unknown parameter '${k}' in the page's address (known: ${known.join(', ')})`);
   }
@@ -69,6 +92,24 @@ export function parseQuery(search: string): PageRequest {
   const snapshotUrl = one('snapshot');
   const kernel = one('kernel');
   const bios = one('bios');
+  if (bios === '') throw new Error("parameter 'bios' needs an address, or 1 for SeaBIOS");
+  const vgabios = one('vgabios');
+  if (vgabios !== undefined) {
+    if (!vgabios) throw new Error("parameter 'vgabios' needs an address");
+    if (bios === undefined) throw new Error("parameter 'vgabios' needs a 'bios' (the firmware runs the VGA BIOS)");
+    if (isSeabiosFlag(bios)) throw new Error("parameter 'vgabios' goes with 'bios=URL': 'bios=1' brings SeaBIOS's own VGA BIOS");
+  }
+  let bootOrder: string | undefined;
+  const order = one('bootorder');
+  if (order !== undefined) {
+    if (bios === undefined) throw new Error("parameter 'bootorder' needs a 'bios' (the firmware follows it; a kernel given directly boots itself)");
+    try {
+      bootOrder = checkBootOrder(order);
+    } catch (e) {
+      if (e instanceof BootOrderError) throw new Error(`parameter 'bootorder=${order}': ${e.message}`);
+      throw e;
+    }
+  }
   const iface = one('if');
   if (iface !== undefined && !INTERFACES.includes(iface as DiskInterface)) {
     throw new Error(`parameter 'if=${iface}' should be one of ${INTERFACES.join(', ')}`);
@@ -104,14 +145,22 @@ export function parseQuery(search: string): PageRequest {
     const append = one('append');
     if (append !== undefined) boot.append = append;
   } else {
-    boot = { label: kernel !== undefined ? baseName(kernel) : baseName(bios!) };
+    const firstDisk = disks[0] && 'url' in disks[0].source ? baseName(disks[0].source.url) : undefined;
+    const label =
+      kernel !== undefined ? baseName(kernel) : isSeabiosFlag(bios!) ? (firstDisk ? `SeaBIOS: ${firstDisk}` : 'SeaBIOS') : baseName(bios!);
+    boot = { label };
     if (kernel !== undefined) boot.kernel = { url: kernel, name: baseName(kernel) };
     const initrd = one('initrd');
     if (initrd !== undefined) {
       if (kernel === undefined) throw new Error("parameter 'initrd' needs a 'kernel'");
       boot.initrd = { url: initrd, name: baseName(initrd) };
     }
-    if (bios !== undefined) boot.bios = { url: bios, name: baseName(bios) };
+    if (bios !== undefined) {
+      if (isSeabiosFlag(bios)) Object.assign(boot, seabios());
+      else boot.bios = { url: bios, name: baseName(bios) };
+    }
+    if (vgabios !== undefined) boot.vgaBios = { url: vgabios, name: baseName(vgabios) };
+    if (bootOrder !== undefined) boot.bootOrder = bootOrder;
     boot.append = one('append') ?? '';
   }
   if (memMiB !== undefined) boot.memMiB = memMiB;
@@ -161,102 +210,63 @@ export async function configFromFolder(files: FolderFile[]): Promise<BootConfig>
   return parseVmJson(text, cfgFile.path, byPath);
 }
 
-/** the vm.json fields the page uses (others are accepted as documented, but a typo is an error) */
+/**
+ * Maps a vm.json (validated by core/vmconfig.ts, the one validator of the format) to what the page boots:
+ * its paths, relative to the file, name files of the picked folder. Fields the page has no use for are
+ * checked all the same but not used: "noReboot", "serial", disk slots and "snapshot" (the page keeps
+ * every disk write in memory anyway), and "nics" (the page has no network yet).
+ */
 export function parseVmJson(text: string, file: string, files: ReadonlyMap<string, Blob>): BootConfig {
-  const bad = (field: string, expected: string): Error => new Error(`${file}: field '${field}': ${expected}`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${file}: expected a JSON object`);
-  const o = raw as Record<string, unknown>;
-  const known = ['version', 'name', 'memory', 'cpu', 'deterministic', 'noReboot', 'firmware', 'disks', 'cdrom', 'boot', 'serial'];
-  for (const k of Object.keys(o)) if (!known.includes(k)) throw bad(k, `unknown field (known: ${known.join(', ')})`);
-  if (o.version !== 1) throw bad('version', 'expected 1');
-  const fileSource = (field: string, v: unknown): Source => {
-    if (typeof v !== 'string' || !v) throw bad(field, 'expected a file name relative to vm.json');
-    const path = v.replace(/\\/g, '/').replace(/^\.\//, '');
-    const blob = files.get(path);
-    if (!blob) throw bad(field, `'${v}' is not in the folder picked`);
+  const cfg = validateVmConfig(text, file);
+  const fileSource = (field: string, p: string): Source => {
+    const path = folderPath(p);
+    const blob = path === null ? undefined : files.get(path);
+    if (!blob || path === null) throw new Error(`${file}: field '${field}': '${p}' is not in the folder picked`);
     return { blob, name: path };
   };
-  const cfg: BootConfig = { files: new Map(files) };
-  if (o.name !== undefined) {
-    if (typeof o.name !== 'string') throw bad('name', 'expected a string');
-    cfg.label = o.name;
-  }
-  if (o.memory !== undefined) {
-    const m = typeof o.memory === 'number' ? o.memory : typeof o.memory === 'string' ? parseMemMiB(o.memory) : 'expected a size like "128M" or a number of MiB';
-    if (typeof m === 'string') throw bad('memory', m);
-    cfg.memMiB = m;
-  }
-  if (o.cpu !== undefined) {
-    if (typeof o.cpu !== 'object' || o.cpu === null) throw bad('cpu', 'expected an object like { "apic": true }');
-    const cpu = o.cpu as Record<string, unknown>;
-    for (const k of Object.keys(cpu)) if (k !== 'apic') throw bad(`cpu.${k}`, 'unknown field (known: apic)');
-    if (cpu.apic !== undefined) {
-      if (typeof cpu.apic !== 'boolean') throw bad('cpu.apic', 'expected true or false');
-      cfg.apic = cpu.apic;
-    }
-  }
-  for (const k of ['deterministic', 'noReboot'] as const) {
-    if (o[k] !== undefined && typeof o[k] !== 'boolean') throw bad(k, 'expected true or false');
-  }
-  if (o.deterministic) cfg.deterministic = true;
-  const fw = o.firmware ?? 'default-guest';
-  if (fw === 'default-guest') {
-    Object.assign(cfg, { ...defaultGuest(), label: cfg.label ?? 'default guest' });
-  } else if (fw === 'seabios') {
-    throw bad('firmware', 'SeaBIOS is not served with the page: put bios.bin in the folder and write { "bios": "bios.bin" }');
-  } else if (typeof fw === 'object' && fw !== null && !Array.isArray(fw)) {
-    const f = fw as Record<string, unknown>;
-    if ('bios' in f) {
-      for (const k of Object.keys(f)) if (k !== 'bios') throw bad(`firmware.${k}`, 'unknown field beside bios');
-      cfg.bios = fileSource('firmware.bios', f.bios);
-    } else if ('kernel' in f) {
-      for (const k of Object.keys(f)) if (!['kernel', 'initrd', 'append'].includes(k)) throw bad(`firmware.${k}`, 'unknown field (known: kernel, initrd, append)');
-      cfg.kernel = fileSource('firmware.kernel', f.kernel);
-      if (f.initrd !== undefined) cfg.initrd = fileSource('firmware.initrd', f.initrd);
-      if (f.append !== undefined && typeof f.append !== 'string') throw bad('firmware.append', 'expected a string');
-      cfg.append = (f.append as string | undefined) ?? '';
-    } else {
-      throw bad('firmware', 'expected "default-guest", "seabios", { "bios": FILE } or { "kernel": FILE, "initrd": FILE, "append": TEXT }');
-    }
+  const boot: BootConfig = { files: new Map(files) };
+  if (cfg.name !== undefined) boot.label = cfg.name;
+  if (cfg.memory !== undefined) boot.memMiB = cfg.memory / (1024 * 1024);
+  if (cfg.cpu.apic !== undefined) boot.apic = cfg.cpu.apic;
+  if (cfg.deterministic) boot.deterministic = true;
+  const fw = cfg.firmware;
+  if (fw.kind === 'default-guest') {
+    Object.assign(boot, { ...defaultGuest(), label: boot.label ?? 'default guest' });
+  } else if (fw.kind === 'seabios') {
+    Object.assign(boot, seabios());
+  } else if (fw.kind === 'bios') {
+    boot.bios = fileSource('firmware.bios', fw.bios);
   } else {
-    throw bad('firmware', 'expected "default-guest", "seabios", { "bios": FILE } or { "kernel": FILE, "initrd": FILE, "append": TEXT }');
+    boot.kernel = fileSource('firmware.kernel', fw.kernel);
+    if (fw.initrd !== undefined) boot.initrd = fileSource('firmware.initrd', fw.initrd);
+    boot.append = fw.append ?? '';
   }
-  cfg.label ??= cfg.kernel ? (cfg.kernel as { name: string }).name : 'vm.json';
-  const disks: DiskRequest[] = [];
-  if (o.disks !== undefined) {
-    if (!Array.isArray(o.disks)) throw bad('disks', 'expected a list');
-    o.disks.forEach((d: unknown, i: number) => {
-      const at = `disks[${i}]`;
-      if (typeof d !== 'object' || d === null) throw bad(at, 'expected an object with "file"');
-      const r = d as Record<string, unknown>;
-      for (const k of Object.keys(r)) {
-        if (!['file', 'interface', 'media', 'format', 'slot', 'readOnly', 'snapshot'].includes(k)) throw bad(`${at}.${k}`, 'unknown field');
-      }
-      const req: DiskRequest = { source: fileSource(`${at}.file`, r.file) };
-      if (r.interface !== undefined) {
-        if (!INTERFACES.includes(r.interface as DiskInterface)) throw bad(`${at}.interface`, `expected one of ${INTERFACES.join(', ')}`);
-        req.interface = r.interface as DiskInterface;
-      }
-      if (r.media !== undefined) {
-        if (r.media !== 'disk' && r.media !== 'cdrom') throw bad(`${at}.media`, 'expected "disk" or "cdrom"');
-        req.media = r.media as DiskMedia;
-      }
-      if (r.format !== undefined) {
-        if (!FORMATS.includes(r.format as string)) throw bad(`${at}.format`, `expected one of ${FORMATS.join(', ')}`);
-        req.format = r.format as string;
-      }
-      if (r.readOnly !== undefined && typeof r.readOnly !== 'boolean') throw bad(`${at}.readOnly`, 'expected true or false');
-      if (r.readOnly || req.media === 'cdrom') req.readOnly = true;
-      disks.push(req);
-    });
+  boot.label ??= boot.kernel && 'name' in boot.kernel && boot.kernel.name ? boot.kernel.name : fw.kind === 'seabios' ? 'SeaBIOS' : 'vm.json';
+  const disks: DiskRequest[] = cfg.disks.map((d, i) => {
+    const req: DiskRequest = { source: fileSource(`disks[${i}].file`, d.file) };
+    if (d.interface !== undefined) req.interface = d.interface;
+    if (d.media !== undefined) req.media = d.media;
+    if (d.format !== undefined) req.format = d.format;
+    if (d.readOnly || d.media === 'cdrom') req.readOnly = true;
+    return req;
+  });
+  if (cfg.cdrom !== undefined) disks.push({ source: fileSource('cdrom', cfg.cdrom), media: 'cdrom', readOnly: true });
+  if (disks.length) boot.disks = disks;
+  if (cfg.boot !== undefined) boot.bootOrder = cfg.boot;
+  return boot;
+}
+
+/** a path relative to the vm.json as a path inside the picked folder ("./a/../b.vhd" is "b.vhd"); null if outside */
+function folderPath(p: string): string | null {
+  const parts: string[] = [];
+  const slashed = p.replace(/\\/g, '/');
+  if (slashed.startsWith('/') || /^[A-Za-z]:/.test(slashed)) return null;
+  for (const part of slashed.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (!parts.length) return null;
+      parts.pop();
+    } else parts.push(part);
   }
-  if (o.cdrom !== undefined) disks.push({ source: fileSource('cdrom', o.cdrom), media: 'cdrom', readOnly: true });
-  if (disks.length) cfg.disks = disks;
-  return cfg;
+  return parts.join('/');
 }

@@ -6,9 +6,7 @@
  * buffers transferred), which draws them with putImageData. Keyboard and mouse go the other way, from the
  * focused canvas to the i8042 (VmApi.key / mouse).
  */
-import type { Pc } from '../core/pc';
 import type { Screen } from '../core/screen';
-import { addVga } from '../devices/vga';
 import type { FrameUpdate } from './protocol';
 
 export interface Display {
@@ -37,12 +35,5 @@ export function screenDisplay(screen: Screen): Display {
       screen.invalidate();
       return poll();
     },
-  };
-}
-
-/** adds a VGA to the PC (a PcDeviceFactory: use it in createPc's device list, so snapshots see the same order) */
-export function vgaFactory(onMade: (screen: Screen) => void): (pc: Pc) => void {
-  return (pc) => {
-    onMade(addVga(pc));
   };
 }

@@ -14,9 +14,9 @@
 import * as Comlink from 'comlink';
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
-import type { BootConfig, DiskInterface, FrameUpdate, Source, VmApiContract, VmStatus } from './protocol';
+import type { BootConfig, DiskInterface, DiskRequest, FrameUpdate, Source, VmApiContract, VmStatus } from './protocol';
 import { parseMemMiB, sizeText } from './protocol';
-import { configFromFolder, defaultGuest, parseQuery, type FolderFile, type PageRequest } from './config';
+import { SEABIOS_BIOS, configFromFolder, defaultGuest, parseQuery, seabios, type FolderFile, type PageRequest } from './config';
 import { SnapshotStore, type StoredSnapshot } from './storage';
 
 const TRANSCRIPT_MAX = 4 * 1024 * 1024;
@@ -247,14 +247,23 @@ if (request.boot) chosen = request.boot;
 const formField = (name: string): HTMLInputElement | HTMLSelectElement =>
   ui.form.elements.namedItem(name) as HTMLInputElement | HTMLSelectElement;
 
+/** the firmware is the SeaBIOS served beside the page (config.ts seabios()) */
+function isPageSeabios(s: Source | undefined): boolean {
+  return !!s && 'url' in s && s.url === SEABIOS_BIOS && s.name === 'SeaBIOS';
+}
+
 function fillForm(cfg: BootConfig): void {
   const urlOf = (s: Source | undefined) => (s && 'url' in s ? s.url : '');
   (formField('kernel') as HTMLInputElement).value = cfg.label === 'default guest' ? '' : urlOf(cfg.kernel);
   (formField('initrd') as HTMLInputElement).value = cfg.label === 'default guest' ? '' : urlOf(cfg.initrd);
   (formField('append') as HTMLInputElement).value = cfg.append ?? '';
   (formField('mem') as HTMLInputElement).value = cfg.memMiB ? `${cfg.memMiB}M` : '';
-  (formField('bios') as HTMLInputElement).value = urlOf(cfg.bios);
-  (formField('disk') as HTMLInputElement).value = urlOf(cfg.disks?.[0]?.source);
+  const pageSeabios = isPageSeabios(cfg.bios);
+  (formField('seabios') as HTMLInputElement).checked = pageSeabios;
+  (formField('bios') as HTMLInputElement).value = pageSeabios ? '' : urlOf(cfg.bios);
+  (formField('bootorder') as HTMLInputElement).value = cfg.bootOrder ?? '';
+  (formField('disk') as HTMLInputElement).value = urlOf(cfg.disks?.find((d) => d.media !== 'cdrom')?.source);
+  (formField('cdrom') as HTMLInputElement).value = urlOf(cfg.disks?.find((d) => d.media === 'cdrom')?.source);
   (formField('vga') as HTMLInputElement).checked = !!cfg.vga;
 }
 
@@ -291,21 +300,31 @@ async function configFromForm(): Promise<BootConfig> {
       return u ? { url: u, name: u.split(/[?#]/)[0].split('/').pop() || u } : undefined;
     };
     const kernel = source('kernel');
-    const bios = source('bios');
+    const useSeabios = (formField('seabios') as HTMLInputElement).checked;
+    const biosGiven = source('bios');
+    if (useSeabios && biosGiven) throw new Error('choose SeaBIOS or a firmware image of your own, not both');
+    const firmware = useSeabios ? seabios() : { bios: biosGiven };
+    const bios = firmware.bios;
     const initrd = source('initrd');
+    const diskSource = source('disk');
+    const cdromSource = source('cdrom');
     if (!kernel && !bios) {
       if (initrd) throw new Error('an initrd needs a kernel: give one, or leave both empty for the default guest');
       cfg = defaultGuest();
     } else {
-      cfg = { label: kernel ? sourceLabel(kernel) : sourceLabel(bios!), kernel, initrd, bios };
+      const first = diskSource ?? cdromSource;
+      const label = kernel ? sourceLabel(kernel) : useSeabios ? (first ? `SeaBIOS: ${sourceLabel(first)}` : 'SeaBIOS') : sourceLabel(bios!);
+      cfg = { label, kernel, initrd, ...firmware };
+      const order = text('bootorder');
+      if (order) cfg.bootOrder = order;
     }
     const append = text('append');
     if (append || kernel || bios) cfg.append = append;
-    const diskSource = source('disk');
-    if (diskSource) {
-      const iface = (formField('disk-if') as HTMLSelectElement).value as DiskInterface | '';
-      cfg.disks = [{ source: diskSource, interface: iface || undefined, readOnly: (formField('disk-ro') as HTMLInputElement).checked }];
-    }
+    const iface = ((formField('disk-if') as HTMLSelectElement).value as DiskInterface | '') || undefined;
+    const disks: DiskRequest[] = [];
+    if (diskSource) disks.push({ source: diskSource, interface: iface, readOnly: (formField('disk-ro') as HTMLInputElement).checked });
+    if (cdromSource) disks.push({ source: cdromSource, interface: iface, media: 'cdrom', readOnly: true });
+    if (disks.length) cfg.disks = disks;
   }
   if ((formField('vga') as HTMLInputElement).checked) cfg.vga = true;
   const mem = text('mem');
@@ -453,6 +472,8 @@ declare global {
       status(): VmStatus | null;
       /** resolves once the guest's serial output matches `re` (after `from` characters of the transcript) */
       waitFor(re: RegExp | string, from?: number, timeoutMs?: number): Promise<string>;
+      /** the guest's text-mode screen as text, a row a string (null in graphics modes or without a display) */
+      screenText(): Promise<string[] | null>;
     };
   }
 }
@@ -460,6 +481,7 @@ declare global {
 window.x86vm = {
   transcript: () => transcript,
   status: () => status,
+  screenText: () => api.screenText(),
   waitFor(re, from = 0, timeoutMs = 120_000) {
     const rx = typeof re === 'string' ? new RegExp(re) : re;
     const t0 = performance.now();

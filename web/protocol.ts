@@ -9,8 +9,11 @@
 
 /** where a kernel, initrd, firmware, disk image or snapshot comes from */
 export type Source =
-  /** fetched from a URL (absolute, or relative to `base` given to the worker) */
-  | { url: string; name?: string }
+  /**
+   * fetched from a URL (absolute, or relative to `base` given to the worker); `hint` is added to the
+   * message when it cannot be downloaded (what to do about it)
+   */
+  | { url: string; name?: string; hint?: string }
   /** a file picked on the computer (a File is a Blob): read lazily, never copied whole for disks */
   | { blob: Blob; name: string }
   /** bytes already in memory */
@@ -45,6 +48,13 @@ export interface BootConfig {
   append?: string;
   /** a firmware image (64–256 KiB, e.g. SeaBIOS's bios.bin) instead of, or as well as, a kernel */
   bios?: Source;
+  /**
+   * the VGA's option ROM (e.g. SeaBIOS's vgabios-stdvga.bin, the PCI expansion ROM): a firmware that runs
+   * option ROMs then draws its screen through it. Implies a VGA.
+   */
+  vgaBios?: Source;
+  /** the firmware's boot order in QEMU's -boot letters: c hard disk, d CD-ROM, a floppy, n network (default "cad") */
+  bootOrder?: string;
   /** RAM in MiB (default 128) */
   memMiB?: number;
   /** guest time follows the instruction count */
@@ -140,6 +150,11 @@ export interface VmApiContract {
   /** PS/2 mouse motion (dy down) with DOM MouseEvent.buttons, and wheel steps */
   mouse(dx: number, dy: number, buttons: number, dz: number): void;
   status(): VmStatus;
+  /**
+   * the display's text-mode screen as text (CP437 decoded), one string a row with trailing spaces
+   * trimmed; null in a graphics mode or without a display
+   */
+  screenText(): string[] | null;
   saveSnapshot(): Promise<SnapshotFile>;
   restoreSnapshot(source: Source, base?: string): Promise<VmStatus>;
 }

@@ -9,11 +9,10 @@
  * Machines with disks are refused for now: core/snapshot.ts has no disk-overlay sections yet, and a
  * snapshot without the guest's disk writes would not restore the machine as it was.
  */
-import type { Pc, PcDeviceFactory } from '../core/pc';
+import type { Pc } from '../core/pc';
 import type { SerialSink } from '../core/host';
 import type { Screen } from '../core/screen';
 import { compressionStreamCompressor, createPcFromSnapshot, parseSnapshot, saveSnapshot, sectionBytes, type SnapshotRom } from '../core/snapshot';
-import { vgaFactory } from './display';
 
 export const available = true;
 

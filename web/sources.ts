@@ -19,6 +19,18 @@ export class SourceError extends Error {
   }
 }
 
+/**
+ * The fetch HttpRangeStore calls. A browser's fetch must be called on its global object: stored in
+ * the store and called as its method, it throws "Illegal invocation" (Node's does not mind). So the
+ * store is given this wrapper rather than left to pick up the global fetch itself.
+ */
+const rangeFetch: typeof fetch = (input, init) => fetch(input, init);
+
+/** opens a URL as a lazily read HTTP range store */
+function openRange(url: string): Promise<HttpRangeStore> {
+  return HttpRangeStore.open(url, { fetch: rangeFetch });
+}
+
 /** the largest whole file we load into memory (a kernel, initrd or snapshot) */
 export const MAX_WHOLE_FILE = 1536 * 1024 * 1024;
 
@@ -57,15 +69,16 @@ export async function loadWhole(source: Source, what: string, base?: string): Pr
     }
   }
   const url = resolveUrl(source.url, base);
+  const hint = source.hint ? `; ${source.hint}` : '';
   let res: Response;
   try {
     res = await fetch(url);
   } catch (e) {
-    throw new SourceError(`could not download ${what} ${url}: ${networkWords(e)}`);
+    throw new SourceError(`could not download ${what} ${url}: ${networkWords(e)}${hint}`);
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined);
-    throw new SourceError(`could not download ${what} ${url}: ${httpWords(res.status, res.statusText)}`);
+    throw new SourceError(`could not download ${what} ${url}: ${httpWords(res.status, res.statusText)}${hint}`);
   }
   const length = Number(res.headers.get('content-length') ?? NaN);
   if (length > MAX_WHOLE_FILE) {
@@ -169,7 +182,7 @@ export class WebOpener implements StoreOpener {
   async open(path: string, options: { readOnly: boolean; relativeTo?: string }): Promise<ByteStore> {
     const name = this.resolve(path, options.relativeTo);
     if (!options.readOnly) throw new DiskError(name, 'a browser page cannot write to an image file');
-    if (this.isUrl(name)) return HttpRangeStore.open(name);
+    if (this.isUrl(name)) return openRange(name);
     const blob = this.lookup(name);
     if (!blob) throw new DiskError(name, 'no such file among the files picked (pick the folder that holds the image and its parent)');
     return new BlobStore(name, blob);
@@ -193,7 +206,7 @@ export async function openDiskStore(source: Source, base?: string): Promise<Byte
   if ('blob' in source) return new BlobStore(source.name, source.blob);
   const url = resolveUrl(source.url, base);
   try {
-    return await HttpRangeStore.open(url);
+    return await openRange(url);
   } catch (e) {
     if (e instanceof DiskError) throw new SourceError(`could not open disk image ${url}: ${e.message.startsWith(url) ? e.message.slice(url.length + 2) : e.message}`);
     throw new SourceError(`could not open disk image ${url}: ${networkWords(e)}`);

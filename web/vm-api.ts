@@ -25,7 +25,8 @@ import type { BootConfig, Source, SnapshotFile, VmApiContract, VmListener, VmSta
 import { sourceName } from './protocol';
 import { SourceError, loadWhole } from './sources';
 import { attachDisks, closeDisks, openDisks, type OpenDisk } from './disks';
-import { screenDisplay, vgaFactory, type Display } from './display';
+import { screenDisplay, type Display } from './display';
+import { BootOrderError, checkBootOrder } from '../core/bootorder';
 import type { Screen } from '../core/screen';
 import type { SnapshotRom } from '../core/snapshot';
 import * as snapshots from './snapshots';
@@ -49,6 +50,8 @@ interface Prepared {
   kernel?: { name: string; bytes: Uint8Array };
   initrd?: { name: string; bytes: Uint8Array };
   bios?: { name: string; bytes: Uint8Array };
+  vgaBios?: { name: string; bytes: Uint8Array };
+  bootOrder?: string;
   append: string;
   disks: OpenDisk[];
 }
@@ -57,6 +60,8 @@ interface Prepared {
 interface Running {
   pc: Pc;
   display: Display | null;
+  /** the display adapter's screen (text dumps) */
+  screen: Screen | null;
   /** what a power cycle boots again (null: restored from a snapshot with no boot of its own here) */
   boot: Prepared | null;
   label: string;
@@ -214,6 +219,10 @@ export class VmApi implements VmApiContract {
     this.wakeUp();
   }
 
+  screenText(): string[] | null {
+    return this.vm?.screen?.text() ?? null;
+  }
+
   status(): VmStatus {
     const pc = this.vm?.pc;
     return {
@@ -255,11 +264,13 @@ export class VmApi implements VmApiContract {
       try {
         const bytes = await loadWhole(source, 'snapshot', base);
         const restored = await snapshots.restoreMachine(bytes, this.serialSink);
+        this.wakeOnHostIo(restored.pc.machine);
         // a guest reset comes back here as a stop reason, whatever the saving host did with it
         (restored.pc.machine.options as { noReboot?: boolean }).noReboot = true;
         built = {
           pc: restored.pc,
           display: restored.screen ? screenDisplay(restored.screen) : null,
+          screen: restored.screen,
           boot: this.vm?.boot ?? null,
           label: `snapshot ${name}`,
           memMiB: restored.memSize / (1024 * 1024),
@@ -292,11 +303,29 @@ export class VmApi implements VmApiContract {
     if (!config.kernel && !config.bios) throw new SourceError('nothing to boot: give a kernel (or a firmware image)');
     if (config.initrd && !config.kernel) throw new SourceError('an initrd needs a kernel to go with it');
     const load = async (s: Source | undefined, what: string) => (s ? { name: sourceName(s), bytes: await loadWhole(s, what, base) } : undefined);
-    const [kernel, initrd, bios] = await Promise.all([load(config.kernel, 'kernel'), load(config.initrd, 'initrd'), load(config.bios, 'firmware')]);
+    let bootOrder: string | undefined;
+    if (config.bootOrder !== undefined) {
+      try {
+        bootOrder = checkBootOrder(config.bootOrder);
+      } catch (e) {
+        if (e instanceof BootOrderError) throw new SourceError(`boot order '${config.bootOrder}': ${e.message}`);
+        throw e;
+      }
+    }
+    const [kernel, initrd, bios, vgaBios] = await Promise.all([
+      load(config.kernel, 'kernel'),
+      load(config.initrd, 'initrd'),
+      load(config.bios, 'firmware'),
+      load(config.vgaBios, 'VGA BIOS'),
+    ]);
     if (kernel && kernel.bytes.length === 0) throw new SourceError(`kernel '${kernel.name}' is an empty file`);
     if (bios) {
       const problem = checkBiosSize(bios.bytes.length);
       if (problem) throw new SourceError(`firmware '${bios.name}': ${problem}`);
+    }
+    if (vgaBios) {
+      const problem = checkOptionRom(vgaBios.bytes);
+      if (problem) throw new SourceError(`VGA BIOS '${vgaBios.name}': ${problem}`);
     }
     const disks = await openDisks(config.disks ?? [], base, config.files);
     return {
@@ -307,8 +336,26 @@ export class VmApi implements VmApiContract {
       kernel,
       initrd,
       bios,
+      vgaBios,
+      bootOrder,
       append: config.append ?? '',
       disks,
+    };
+  }
+
+  /**
+   * Wakes the run loop when a host I/O operation of `machine` settles. In real-time mode a disk read the
+   * host finishes after its guest deadline completes from the promise (core/blockio.ts), raising the
+   * controller's interrupt; a CPU halted in HLT waiting for that interrupt (SeaBIOS and ISOLINUX reading
+   * the CD sector by sector) must run at once, not at the end of an idle sleep of up to MAX_IDLE_MS:
+   * without this, loading the default guest from the ISO took a minute instead of seconds.
+   */
+  private wakeOnHostIo(machine: Pc['machine']): void {
+    const track = machine.trackIo.bind(machine);
+    const wake = (): void => this.wakeUp();
+    machine.trackIo = (p: Promise<unknown>): void => {
+      track(p);
+      p.then(wake, wake);
     };
   }
 
@@ -326,14 +373,18 @@ export class VmApi implements VmApiContract {
 
   /** builds and loads a machine for prepared files */
   private build(p: Prepared): Running {
-    let screen: Screen | null = null;
-    const vga = p.config.vga ?? !!p.bios;
+    const vga = p.config.vga ?? (!!p.bios || !!p.vgaBios);
+    if (p.vgaBios && !vga) throw new SourceError(`a VGA BIOS ('${p.vgaBios.name}') needs the VGA display: do not turn it off`);
     const pc = this.makePc({
       memSize: p.memMiB * 1024 * 1024,
       deterministic: p.deterministic,
       apic: p.config.apic,
-      devices: vga ? [vgaFactory((s) => (screen = s))] : [],
+      // the VGA as the CLI builds it (PcOptions.vga), so a snapshot rebuilds the same machine
+      vga: vga ? { romImage: p.vgaBios?.bytes } : undefined,
+      boot: p.bootOrder ? { order: p.bootOrder } : undefined,
     });
+    const screen: Screen | null = pc.vga;
+    this.wakeOnHostIo(pc.machine);
     attachDisks(pc, p.disks);
     const roms: SnapshotRom[] = [];
     if (p.bios) roms.push({ name: 'bios', base: loadBios(pc.mem, p.bios.bytes).highBase, data: p.bios.bytes });
@@ -364,10 +415,13 @@ export class VmApi implements VmApiContract {
     if (p.kernel) origin.kernel = p.kernel.name;
     if (p.initrd) origin.initrd = p.initrd.name;
     if (p.bios) origin.bios = p.bios.name;
+    if (p.vgaBios) origin.vgaBios = p.vgaBios.name;
+    if (p.bootOrder) origin.bootOrder = p.bootOrder;
     if (p.kernel) origin.append = p.append;
     return {
       pc,
       display: screen ? screenDisplay(screen) : null,
+      screen,
       boot: p,
       label: p.label,
       memMiB: p.memMiB,
@@ -590,6 +644,13 @@ export class VmApi implements VmApiContract {
     await this.shutdown();
     this.yielder.close();
   }
+}
+
+/** what is wrong with an option ROM image, or null: 512 bytes to 256 KiB, starting with 55 AA */
+export function checkOptionRom(rom: Uint8Array): string | null {
+  if (rom.length < 512 || rom.length > 256 * 1024) return `an option ROM is 512 bytes to 256 KiB; this file is ${rom.length} bytes`;
+  if (rom[0] !== 0x55 || rom[1] !== 0xaa) return 'not an option ROM (it does not start with the bytes 55 AA)';
+  return null;
 }
 
 function where(pc: Pc): string {

@@ -8,21 +8,22 @@
  * MIME types and byte ranges.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openAsBlob, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, openAsBlob, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { VmApi, snapshotName } from '../../web/vm-api';
 import type { BootConfig, FrameUpdate, VmListener, VmStatus } from '../../web/protocol';
 import { parseMemMiB, sizeText } from '../../web/protocol';
-import { parseQuery, parseVmJson, configFromFolder, DEFAULT_APPEND } from '../../web/config';
-import { BlobStore, WebOpener, loadWhole } from '../../web/sources';
+import { parseQuery, parseVmJson, configFromFolder, seabios, DEFAULT_APPEND } from '../../web/config';
+import { BlobStore, WebOpener, loadWhole, openDiskStore } from '../../web/sources';
 import { nasm } from '../helpers/asm';
 import { diskInterfaces } from '../../web/disks';
 
 const ROOT = resolve(__dirname, '..', '..');
 const DEFAULT = join(ROOT, 'images', 'default');
 const PROMPT = /x86vm:\/# /;
+const SEABIOS_DIR = '/usr/share/seabios';
 
 let server: ChildProcess;
 let base = '';
@@ -293,6 +294,11 @@ describe('web: the screen and the PS/2 keyboard', () => {
       const last = frames.at(-1)!;
       expect(last.width).toBeGreaterThanOrEqual(640);
       expect(last.height).toBe(400);
+      // the same screen as text
+      const text = api.screenText()!;
+      expect(text).toHaveLength(25);
+      expect(text[0]).toBe('HELLO VGA');
+      expect(text.slice(1).every((row) => row === '')).toBe(true);
       api.key('KeyA', true);
       api.key('KeyA', false);
       await rec.waitSerial(/\x1e\x9e/, 0, 20_000);
@@ -304,6 +310,80 @@ describe('web: the screen and the PS/2 keyboard', () => {
       // no display: no frames
       const plain = await api.boot({ kernel: { bytes: SPIN, name: 'spin.bin' }, memMiB: 8 });
       expect(plain.display).toBe(false);
+      expect(api.screenText()).toBeNull();
+      await api.shutdown();
+      expect(api.screenText()).toBeNull();
+    } finally {
+      await api.dispose();
+    }
+  });
+});
+
+describe('web: booting through SeaBIOS', () => {
+  const bios = new Uint8Array(readFileSync(join(SEABIOS_DIR, 'bios.bin')));
+  const vgaBios = new Uint8Array(readFileSync(join(SEABIOS_DIR, 'vgabios-stdvga.bin')));
+  /** a disk and a CD-ROM that SeaBIOS finds but cannot boot (blank) */
+  const blanks = (): BootConfig['disks'] => [
+    { source: { bytes: new Uint8Array(1 << 20), name: 'blank.img' }, format: 'raw', interface: 'ide' },
+    { source: { bytes: new Uint8Array(1 << 20), name: 'blank.cd' }, format: 'raw', interface: 'ide', media: 'cdrom', readOnly: true },
+  ];
+
+  async function waitScreen(api: VmApi, re: RegExp, timeoutMs = 120_000): Promise<string> {
+    const t0 = Date.now();
+    for (;;) {
+      const text = (api.screenText() ?? []).join('\n');
+      if (re.test(text)) return text;
+      if (Date.now() - t0 > timeoutMs) throw new Error(`the screen never showed ${re}; it shows:\n${text}`);
+      await sleep(50);
+    }
+  }
+
+  it('the VGA BIOS draws SeaBIOS\'s screen (without it the screen stays blank); the boot order decides which drive is tried first', async () => {
+    const api = new VmApi();
+    try {
+      // QEMU's default order "cad": the hard disk, then the CD
+      const s = await api.boot({ bios: { bytes: bios, name: 'bios.bin' }, vgaBios: { bytes: vgaBios, name: 'vgabios-stdvga.bin' }, memMiB: 16, deterministic: true, disks: blanks() });
+      expect(s.display).toBe(true);
+      const banner = await waitScreen(api, /SeaBIOS \(version /);
+      const bannerAt = api.status().instructions;
+      expect(banner.split('\n')[0]).toMatch(/^SeaBIOS \(version 1\.16/);
+      const byDefault = await waitScreen(api, /No bootable device\./);
+      expect(byDefault).toMatch(/Booting from Hard Disk\.\.\.\nBoot failed: not a bootable disk\n\nBooting from DVD\/CD\.\.\.\nBoot failed: Could not read from CDROM/);
+
+      // "dc": the CD first (letters checked and lower-cased as QEMU does)
+      await api.boot({ bios: { bytes: bios, name: 'bios.bin' }, vgaBios: { bytes: vgaBios, name: 'v' }, bootOrder: 'DC', memMiB: 16, deterministic: true, disks: blanks() });
+      const cdFirst = await waitScreen(api, /No bootable device\./);
+      expect(cdFirst).toMatch(/Booting from DVD\/CD\.\.\.\nBoot failed: Could not read from CDROM \(code \d+\)\nBooting from Hard Disk\.\.\.\nBoot failed: not a bootable disk/);
+
+      // no VGA BIOS: the VGA is there, but nothing draws on it
+      const bare = await api.boot({ bios: { bytes: bios, name: 'bios.bin' }, memMiB: 16, deterministic: true, disks: blanks() });
+      expect(bare.display).toBe(true);
+      for (let i = 0; i < 1200 && api.status().instructions < 3 * bannerAt; i++) await sleep(50);
+      expect(api.status().instructions).toBeGreaterThanOrEqual(3 * bannerAt);
+      expect((api.screenText() ?? []).join('')).toBe('');
+    } finally {
+      await api.dispose();
+    }
+  });
+
+  it('explains bad firmware input: a VGA BIOS that is not an option ROM, a bad boot order, SeaBIOS not served', async () => {
+    const api = new VmApi();
+    try {
+      const fw = { bytes: bios, name: 'bios.bin' };
+      await expect(api.boot({ bios: fw, vgaBios: { bytes: new Uint8Array(4096), name: 'zero.rom' } })).rejects.toThrow(
+        "VGA BIOS 'zero.rom': not an option ROM (it does not start with the bytes 55 AA)",
+      );
+      const huge = new Uint8Array(300 * 1024);
+      huge.set([0x55, 0xaa]);
+      await expect(api.boot({ bios: fw, vgaBios: { bytes: huge, name: 'huge.rom' } })).rejects.toThrow(/^VGA BIOS 'huge\.rom': an option ROM is 512 bytes to 256 KiB; this file is 307200 bytes$/);
+      await expect(api.boot({ bios: fw, vgaBios: { bytes: vgaBios, name: 'v.rom' }, vga: false })).rejects.toThrow(/a VGA BIOS \('v\.rom'\) needs the VGA display/);
+      await expect(api.boot({ bios: fw, bootOrder: 'cx' })).rejects.toThrow(/^boot order 'cx': Invalid boot device 'x'/);
+      await expect(api.boot({ bios: fw, bootOrder: 'cdc' })).rejects.toThrow(/^boot order 'cdc': Boot device 'c' was given twice$/);
+      // the page's SeaBIOS, from a server that was built without Debian's seabios package
+      await expect(api.boot({ ...seabios() }, base)).rejects.toThrow(
+        /^could not download firmware http:\/\/127\.0\.0\.1:\d+\/bios\.bin: not found \(HTTP 404\); SeaBIOS is served with the page only when .*apt-get install seabios/,
+      );
+      expect(api.status().state).toBe('error');
     } finally {
       await api.dispose();
     }
@@ -533,6 +613,31 @@ describe('web: page configuration', () => {
     expect(() => parseQuery('?boot=maybe')).toThrow("parameter 'boot=maybe' should be 1 or 0");
   });
 
+  it('reads the URL query for a firmware boot: bios=1 (SeaBIOS beside the page), bios=URL, vgabios, bootorder', () => {
+    const cd = parseQuery('?bios=1&cdrom=boot.iso');
+    expect(cd.boot).toMatchObject({
+      label: 'SeaBIOS: boot.iso',
+      bios: { url: 'bios.bin', name: 'SeaBIOS' },
+      vgaBios: { url: 'vgabios-stdvga.bin' },
+      append: '',
+      disks: [{ source: { url: 'boot.iso' }, media: 'cdrom', readOnly: true }],
+    });
+    expect(cd.boot!.kernel).toBeUndefined();
+    expect(cd.boot!.bios).toEqual(seabios().bios);
+    expect(parseQuery('?bios=seabios').boot).toMatchObject({ label: 'SeaBIOS', bios: { url: 'bios.bin' } });
+    expect(parseQuery('?bios=1&disk=d.vhd&cdrom=c.iso&bootorder=dc').boot).toMatchObject({ label: 'SeaBIOS: d.vhd', bootOrder: 'dc' });
+    const own = parseQuery('?bios=fw/my.bin&vgabios=fw/vga.rom&bootorder=D');
+    expect(own.boot).toEqual({ label: 'my.bin', bios: { url: 'fw/my.bin', name: 'my.bin' }, vgaBios: { url: 'fw/vga.rom', name: 'vga.rom' }, bootOrder: 'd', append: '' });
+
+    expect(() => parseQuery('?bios=')).toThrow("parameter 'bios' needs an address, or 1 for SeaBIOS");
+    expect(() => parseQuery('?vgabios=v.rom')).toThrow("parameter 'vgabios' needs a 'bios'");
+    expect(() => parseQuery('?bios=1&vgabios=v.rom')).toThrow("parameter 'vgabios' goes with 'bios=URL'");
+    expect(() => parseQuery('?bootorder=d')).toThrow("parameter 'bootorder' needs a 'bios'");
+    expect(() => parseQuery('?bios=1&bootorder=x')).toThrow(/^parameter 'bootorder=x': Invalid boot device 'x'/);
+    expect(() => parseQuery('?bios=1&bootorder=cdc')).toThrow("parameter 'bootorder=cdc': Boot device 'c' was given twice");
+    expect(() => parseQuery('?bios=1&snapshot=s.snap')).toThrow("give either 'snapshot' or 'kernel'/'bios'");
+  });
+
   it('parses memory sizes and prints byte counts', () => {
     expect(parseMemMiB('128')).toBe(128);
     expect(parseMemMiB('256M')).toBe(256);
@@ -605,6 +710,53 @@ describe('web: sources and the static server', () => {
     await expect(opener.open('base.vhd', { readOnly: false, relativeTo: 'vm/c.vhd' })).rejects.toThrow(/cannot write to an image file/);
 
     expect(await loadWhole({ blob: new Blob([bytes]), name: 'b' }, 'kernel')).toEqual(bytes);
+  });
+
+  it("reads disks by URL with a browser's fetch, which must not be called as a method of another object", async () => {
+    const real = globalThis.fetch;
+    // a browser's fetch called with `this` other than the global object throws (Chromium: "Illegal invocation")
+    const strict = function (this: unknown, input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+      if (this !== undefined && this !== globalThis) throw new TypeError("Failed to execute 'fetch' on 'WorkerGlobalScope': Illegal invocation");
+      return real(input, init);
+    };
+    expect(() => strict.call({}, `${base}disk.img`)).toThrow(/Illegal invocation/);
+    vi.stubGlobal('fetch', strict);
+    try {
+      const store = await openDiskStore({ url: 'disk.img' }, base);
+      const buf = new Uint8Array(512);
+      await store.read(0, buf);
+      expect(new TextDecoder().decode(buf.subarray(0, DISK_MARK.length))).toBe(DISK_MARK);
+      await store.close();
+      const parent = await new WebOpener(new Map(), base).open('disk.img', { readOnly: true, relativeTo: `${base}child.vhd` });
+      await parent.read(0, buf);
+      expect(new TextDecoder().decode(buf.subarray(0, DISK_MARK.length))).toBe(DISK_MARK);
+      await parent.close();
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
+  it("npm run web puts Debian's SeaBIOS beside the page, or says plainly that the package is missing", () => {
+    const out = mkdtempSync(join(tmpdir(), 'x86vm-web-seabios-'));
+    try {
+      const missing = spawnSync(process.execPath, [join(ROOT, 'scripts', 'web.mjs'), '--build-only', '--out', join(out, 'a'), '--seabios', join(out, 'nowhere')], { encoding: 'utf8' });
+      expect(missing.status).toBe(0);
+      expect(missing.stderr).toMatch(/^web: SeaBIOS is not installed \(.*nowhere\/bios\.bin, .*nowhere\/vgabios-stdvga\.bin missing; on Debian: sudo apt-get install seabios\): the page cannot boot through a BIOS \(\?bios=1\) until it is$/m);
+      expect(existsSync(join(out, 'a', 'bios.bin'))).toBe(false);
+      expect(existsSync(join(out, 'a', 'index.html'))).toBe(true);
+
+      const ok = spawnSync(process.execPath, [join(ROOT, 'scripts', 'web.mjs'), '--build-only', '--out', join(out, 'b')], { encoding: 'utf8' });
+      expect(ok.status, ok.stderr).toBe(0);
+      expect(ok.stderr).not.toMatch(/SeaBIOS/);
+      for (const f of ['bios.bin', 'vgabios-stdvga.bin']) {
+        expect(readFileSync(join(out, 'b', f)).equals(readFileSync(join(SEABIOS_DIR, f))), f).toBe(true);
+      }
+      const bad = spawnSync(process.execPath, [join(ROOT, 'scripts', 'web.mjs'), '--build-only', '--out', join(out, 'c'), '--seabios'], { encoding: 'utf8' });
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toMatch(/^web: --seabios needs a value$/m);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 
   it('serves files with MIME types, byte ranges (206, 416), HEAD, ETag, and nothing outside its folders', async () => {

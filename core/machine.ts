@@ -70,6 +70,11 @@ export class Machine {
   private cpuRunning = false;
   /** host I/O operations not yet settled (see trackIo) */
   private readonly inflight = new Set<Promise<unknown>>();
+  /**
+   * Called whenever a tracked host I/O operation settles: a host that idles while the guest is halted
+   * wakes up here, so an I/O completion raising an interrupt is seen at once.
+   */
+  onIoSettled: (() => void) | null = null;
 
   constructor(options: MachineOptions) {
     this.options = options;
@@ -116,6 +121,7 @@ export class Machine {
     this.inflight.add(p);
     const drop = (): void => {
       this.inflight.delete(p);
+      this.onIoSettled?.();
     };
     p.then(drop, drop);
   }

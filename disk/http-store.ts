@@ -114,8 +114,9 @@ export class HttpRangeStore implements ByteStore {
 
   /** opens `url`, learning its size (see the file comment) */
   static async open(url: string, options: HttpRangeOptions = {}): Promise<HttpRangeStore> {
+    if (typeof (options.fetch ?? globalThis.fetch) !== 'function') throw new DiskError(url, 'no fetch() in this environment');
+    // the global fetch is called unbound: a browser's throws "Illegal invocation" when called as a method of the store
     const fetchFn = options.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => globalThis.fetch(input, init));
-    if (typeof fetchFn !== 'function') throw new DiskError(url, 'no fetch() in this environment');
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK;
     if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0 || chunkSize % 512 !== 0) {
       throw new DiskError(url, `bad chunk size ${chunkSize} (a positive multiple of 512)`);

@@ -19,16 +19,9 @@ export class SourceError extends Error {
   }
 }
 
-/**
- * The fetch HttpRangeStore calls. A browser's fetch must be called on its global object: stored in
- * the store and called as its method, it throws "Illegal invocation" (Node's does not mind). So the
- * store is given this wrapper rather than left to pick up the global fetch itself.
- */
-const rangeFetch: typeof fetch = (input, init) => fetch(input, init);
-
-/** opens a URL as a lazily read HTTP range store */
+/** opens a URL as a lazily read HTTP range store (it calls the global fetch unbound, as browsers require) */
 function openRange(url: string): Promise<HttpRangeStore> {
-  return HttpRangeStore.open(url, { fetch: rangeFetch });
+  return HttpRangeStore.open(url);
 }
 
 /** the largest whole file we load into memory (a kernel, initrd or snapshot) */

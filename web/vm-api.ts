@@ -351,12 +351,7 @@ export class VmApi implements VmApiContract {
    * without this, loading the default guest from the ISO took a minute instead of seconds.
    */
   private wakeOnHostIo(machine: Pc['machine']): void {
-    const track = machine.trackIo.bind(machine);
-    const wake = (): void => this.wakeUp();
-    machine.trackIo = (p: Promise<unknown>): void => {
-      track(p);
-      p.then(wake, wake);
-    };
+    machine.onIoSettled = () => this.wakeUp();
   }
 
   /** a PC wired to this host (serial console, reboot handling) */

@@ -15,19 +15,17 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { runVm, type VmControl } from '../node/run';
-import { parseCommandLine } from '../node/options';
+import type { VmControl } from '../node/run';
 import { Vga } from '../devices/vga';
+import { removeDir, tempDir } from './helpers/diskimg';
+import { INITRD, KERNEL, PROMPT, ROOT, runInProcess, scriptArgs } from './helpers/guest';
 
 const run = promisify(execFile);
-const ROOT = resolve(__dirname, '..');
 const BIOS = '/usr/share/seabios/bios.bin';
 const VGABIOS = '/usr/share/seabios/vgabios-stdvga.bin';
-const PROMPT = 'x86vm:/# ';
 const ISOLINUX_BANNER = /ISOLINUX 6\.04 \d+ .*Copyright \(C\) 1994-2015 H\. Peter Anvin et al/;
 const SYSLINUX_BANNER = /SYSLINUX 6\.04 (?:EDD )?\d+ .*Copyright \(C\) 1994-2015 H\. Peter Anvin et al/;
 
@@ -44,10 +42,10 @@ async function build(script: string, out: string, ...extra: string[]): Promise<v
 }
 
 beforeAll(async () => {
-  for (const f of [BIOS, VGABIOS, join(ROOT, 'images/default/bzImage'), join(ROOT, 'images/default/initramfs.cpio.gz')]) {
+  for (const f of [BIOS, VGABIOS, KERNEL, INITRD]) {
     expect(existsSync(f), `${f} is missing`).toBe(true);
   }
-  dir = mkdtempSync(join(tmpdir(), 'x86vm-bios-boot-'));
+  dir = tempDir('x86vm-bios-boot-');
   await build('build-bootiso.sh', join(dir, 'a'));
   await build('build-bootdisk.sh', join(dir, 'a'), '--raw');
   iso = join(dir, 'a', 'boot.iso');
@@ -60,7 +58,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  if (dir) removeDir(dir);
 });
 
 // ---------------------------------------------------------------------------------------------------
@@ -101,8 +99,8 @@ describe('the boot images', () => {
     // the files, read back through Rock Ridge and through Joliet (the date rewriting kept both intact)
     const isoinfo = async (...args: string[]) =>
       (await run('isoinfo', ['-i', iso, ...args], { encoding: 'buffer', maxBuffer: 1 << 24 })).stdout as Buffer;
-    const kernel = readFileSync(join(ROOT, 'images/default/bzImage'));
-    const initrd = readFileSync(join(ROOT, 'images/default/initramfs.cpio.gz'));
+    const kernel = readFileSync(KERNEL);
+    const initrd = readFileSync(INITRD);
     for (const ext of ['-R', '-J']) {
       expect((await isoinfo(ext, '-x', '/boot/bzImage')).equals(kernel), `bzImage via ${ext}`).toBe(true);
       expect((await isoinfo(ext, '-x', '/boot/initramfs.cpio.gz')).equals(initrd), `initramfs via ${ext}`).toBe(true);
@@ -244,33 +242,27 @@ interface X86Run {
   screenAtLoad: string[] | null;
   /** the VGA text screen at the end */
   screenAtEnd: string[] | null;
-  seconds: number;
 }
 
 /**
  * x86vm run --bios bios.bin [--cdrom ISO] [--hda VHD] [--boot ORDER] with the VGA and a console script
- * (`--expect`/`--send` pairs), in deterministic mode. `stop` ends the run (status 0) once the serial
+ * ([regex, text to type] pairs), in deterministic mode. `stop` ends the run (status 0) once the serial
  * output matches it.
  */
 async function x86vmSession(o: { cdrom?: string; hda?: string; boot?: string; script: [string, string][]; stop?: RegExp; timeout: number }): Promise<X86Run> {
-  const argv = ['run', '--bios', BIOS, '--mem', '128M', '--deterministic', '--no-reboot', '--timeout', String(o.timeout)];
+  const args = ['--bios', BIOS, '--mem', '128M', '--deterministic', '--no-reboot', '--timeout', String(o.timeout)];
   // --bios brings the VGA with Debian's vgabios-stdvga.bin as its option ROM
   // the guest's writes stay in memory (--snapshot): the images are shared by the tests
-  argv.push('--snapshot');
-  if (o.hda) argv.push('--hda', o.hda);
-  if (o.cdrom) argv.push('--cdrom', o.cdrom);
-  if (o.boot) argv.push('--boot', o.boot);
-  for (const [exp, send] of o.script) argv.push('--expect', exp, '--send', send);
-  const cmd = parseCommandLine(argv);
-  if (cmd.command !== 'run') throw new Error('not a run command');
+  args.push('--snapshot');
+  if (o.hda) args.push('--hda', o.hda);
+  if (o.cdrom) args.push('--cdrom', o.cdrom);
+  if (o.boot) args.push('--boot', o.boot);
+  args.push(...scriptArgs(o.script));
   let vga: Vga | null = null;
   let vm: VmControl | null = null;
-  let serial = '';
   let screenAtLoad: string[] | null = null;
-  const started = Date.now();
-  const r = await runVm(cmd.options, {
-    stdout: (bytes) => {
-      serial += Buffer.from(bytes).toString('latin1');
+  const r = await runInProcess(args, {
+    onOutput: (serial) => {
       if (!screenAtLoad && /Loading \/boot\/bzImage/.test(serial)) screenAtLoad = vga?.text() ?? null;
       if (o.stop && o.stop.test(serial)) vm?.stop(0, 'seen what the test waits for');
     },
@@ -280,12 +272,8 @@ async function x86vmSession(o: { cdrom?: string; hda?: string; boot?: string; sc
     },
   });
   const end = (vga as Vga | null)?.text() ?? null;
-  return { exitCode: r.exitCode, message: r.message, serial, screenAtLoad, screenAtEnd: end, seconds: (Date.now() - started) / 1000 };
+  return { exitCode: r.exitCode, message: r.message, serial: r.out, screenAtLoad, screenAtEnd: end };
 }
-
-/** the session as --expect/--send arguments (escapes for the CLI: \\n) */
-const script = (dev: 'sr0' | 'sda', sectors: number): [string, string][] =>
-  session(dev, sectors).map(([re, send]) => [re, send.replace(/\n/g, '\\n')]);
 
 function screen(lines: string[] | null): string {
   return (lines ?? []).join('\n');
@@ -293,7 +281,7 @@ function screen(lines: string[] | null): string {
 
 describe('x86vm with SeaBIOS', () => {
   it('boots the CD through ISOLINUX: the banner on COM1 and on the VGA screen, Linux up, a command answered', async () => {
-    const r = await x86vmSession({ cdrom: iso, script: script('sr0', isoSectors), timeout: 1500 });
+    const r = await x86vmSession({ cdrom: iso, script: session('sr0', isoSectors), timeout: 1500 });
     const tail = r.serial.slice(-3000);
     expect(r.serial, tail).toMatch(ISOLINUX_BANNER);
     expect(r.serial).toMatch(/Loading \/boot\/bzImage\.\.\. ?ok/);
@@ -312,7 +300,7 @@ describe('x86vm with SeaBIOS', () => {
   }, 1_600_000);
 
   it('boots the disk from IDE through SYSLINUX: banner, Linux up, a command answered', async () => {
-    const r = await x86vmSession({ hda: vhd, script: script('sda', vhdSectors), timeout: 1500 });
+    const r = await x86vmSession({ hda: vhd, script: session('sda', vhdSectors), timeout: 1500 });
     const tail = r.serial.slice(-3000);
     expect(r.serial, tail).toMatch(SYSLINUX_BANNER);
     expect(r.serial).not.toMatch(ISOLINUX_BANNER);

@@ -10,66 +10,32 @@
  * before the guest starts, with one line naming the file.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { makeFsImage, readExtFile, tempDir, unpackCpio, writeTree } from './helpers/diskimg';
+import { join } from 'node:path';
+import { makeFsImage, readExtFile, removeDir, tempDir, unpackCpio, writeTree } from './helpers/diskimg';
+import { buildCli, guestSession, INITRD, KERNEL, marked, runReport, section, x86vm } from './helpers/guest';
 import { qemuImg } from './helpers/qemu-img';
 import { FileStore } from '../node/file-store';
 
-const ROOT = resolve(__dirname, '..');
-const BIN = join(ROOT, 'dist', 'x86vm.mjs');
-const KERNEL = join(ROOT, 'images', 'default', 'bzImage');
-const INITRD = join(ROOT, 'images', 'default', 'initramfs.cpio.gz');
-const PROMPT = 'x86vm:/# ';
 const BOOT_TIMEOUT_S = 600;
 
 let work = '';
 
 beforeAll(() => {
-  execFileSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
+  buildCli();
   work = tempDir('x86vm-diskguest-');
 });
 
 afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
+  if (work) removeDir(work);
 });
 
 const sha = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
 
-function x86vm(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'latin1', timeout: 120_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-interface Session {
-  status: number | null;
-  out: string;
-  err: string;
-}
-
-function session(flags: string[], commands: string[]): Promise<Session> {
-  const args = [BIN, 'run', ...flags, '--timeout', String(BOOT_TIMEOUT_S), '--serial', 'stdio'];
-  for (const c of commands) args.push('--expect', PROMPT, '--send', `${c}\\n`);
-  args.push('--expect', PROMPT, '--send', 'poweroff\\n');
-  return new Promise((done) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('latin1').on('data', (d: string) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.on('close', (status) => done({ status, out, err }));
-  });
-}
-
-const marked = (name: string, cmd: string) => `echo @@${name}; ${cmd}; echo @@END`;
-
-function between(s: Session, name: string): string {
-  const m = new RegExp(`@@${name}\\r?\\n([\\s\\S]*?)@@END\\r?\\n`).exec(s.out);
-  if (!m) throw new Error(`no output section ${name}:\n${s.out.slice(-4000)}\n--- stderr ---\n${s.err}`);
-  return m[1].replace(/\r/g, '');
-}
+/** boots the default guest with `flags`, types `commands` one per prompt, then `poweroff` */
+const session = (flags: string[], commands: string[]) => guestSession(flags, commands, { timeout: BOOT_TIMEOUT_S, poweroff: 'poweroff' });
 
 /** an ext2 image (raw) of `mib` MiB with a label and one file holding `text` */
 function ext2(name: string, label: string, text: string, mib = 8): string {
@@ -130,18 +96,18 @@ describe('disks attached on the command line', () => {
         marked('CD', 'mkdir -p /cd && mount -t iso9660 /dev/sr0 /cd && cat /cd/readme.txt && umount /cd'),
       ],
     );
-    const tail = `\n${s.out.slice(-3000)}\n--- stderr ---\n${s.err}`;
+    const tail = runReport(s);
     expect(s.status, tail).toBe(0);
     expect(s.err).toBe('');
 
-    const ide = between(s, 'IDEVHD');
+    const ide = section(s, 'IDEVHD');
     expect(ide).toMatch(/dev=\/dev\/sd[a-z]\n.*\/ata\d+\/.*\nhost text in the VHD\ndone-idevhd/);
-    const blk = between(s, 'BLKVDI');
+    const blk = section(s, 'BLKVDI');
     expect(blk).toMatch(/dev=\/dev\/vda\n.*\/virtio\d+.*\nhost text in the VDI\ndone-blkvdi/);
-    const scsi = between(s, 'SCSIDIFF');
+    const scsi = section(s, 'SCSIDIFF');
     expect(scsi).toMatch(/dev=\/dev\/sd[a-z]\n.*\/virtio\d+\/host\d+\/.*\nhost text in the parent\ndone-scsidiff/);
-    expect(between(s, 'SNAPRAW')).toMatch(/\/ata\d+\/[\s\S]*done-snapraw/);
-    expect(between(s, 'CD')).toBe('on the CD\n');
+    expect(section(s, 'SNAPRAW')).toMatch(/\/ata\d+\/[\s\S]*done-snapraw/);
+    expect(section(s, 'CD')).toBe('on the CD\n');
 
     // the guest's files, read from the images on the host
     const ideOut = join(work, 'ide-out.raw');
@@ -176,10 +142,10 @@ describe('disks attached on the command line', () => {
       ['--kernel', KERNEL, '--append', 'console=ttyS0 quiet root=/dev/sda1 rw init=/init', '--hda', vhd],
       [marked('ROOT', 'grep " / " /proc/mounts; stat -c %t:%T /dev/sda1; stat -c %d /; echo on-the-root-disk > /written.txt; sync')],
     );
-    const tail = `\n${s.out.slice(-3000)}\n--- stderr ---\n${s.err}`;
+    const tail = runReport(s);
     expect(s.status, tail).toBe(0);
     // the root is mounted read-write from /dev/sda1 (its device number is the root's); the ext4 driver serves ext2
-    const [mounts, node, rootDev] = between(s, 'ROOT').trim().split('\n');
+    const [mounts, node, rootDev] = section(s, 'ROOT').trim().split('\n');
     expect(mounts).toMatch(/^\/dev\/root \/ ext[24] rw/);
     const [major, minor] = node.split(':').map((h) => parseInt(h, 16));
     expect(Number(rootDev)).toBe(major * 256 + minor);

@@ -11,19 +11,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { parseCommandLine } from '../node/options';
-import { runVm } from '../node/run';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { FileStore } from '../node/file-store';
 import { RawImage } from '../disk/raw';
 import { addIde, type IdeController } from '../devices/ide';
+import { fsckExt, makeFsImage, readExtBytes, readExtFile, removeDir, tempDir, writeTree } from './helpers/diskimg';
+import { expectDefaultGuest, guestInProcess, INITRD, KERNEL, marked, runReport, section } from './helpers/guest';
 
-const ROOT = resolve(__dirname, '..');
-const KERNEL = join(ROOT, 'images', 'default', 'bzImage');
-const INITRD = join(ROOT, 'images', 'default', 'initramfs.cpio.gz');
-const PROMPT = 'x86vm:/# ';
 const HOST_TEXT = 'written by the host with mke2fs -d';
 const CD_TEXT = 'on the CD, made by genisoimage';
 
@@ -32,36 +27,15 @@ let work = '';
 const APPEND = 'console=ttyS0 quiet';
 
 beforeAll(() => {
-  expect(existsSync(KERNEL), 'the default guest kernel (images/build-kernel.sh)').toBe(true);
-  expect(existsSync(INITRD), 'the default guest initramfs (images/build-initramfs.sh)').toBe(true);
-  work = mkdtempSync(join(tmpdir(), 'x86vm-ide-'));
+  expectDefaultGuest();
+  work = tempDir('x86vm-ide-');
 });
 
 afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
+  if (work) removeDir(work);
 });
 
 const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
-const marked = (name: string, cmd: string): string => `echo @@${name}; ${cmd}; echo @@END`;
-
-function between(out: string, name: string): string {
-  const m = new RegExp(`@@${name}\\r?\\n([\\s\\S]*?)@@END\\r?\\n`).exec(out);
-  if (!m) throw new Error(`no output section ${name} in:\n${out.slice(-4000)}`);
-  return m[1].replace(/\r/g, '');
-}
-
-function debugfsCat(img: string, file: string): string {
-  return execFileSync('debugfs', ['-R', `cat ${file}`, img], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-}
-
-function fsck(img: string): number {
-  try {
-    execFileSync('e2fsck', ['-fn', img], { stdio: 'pipe' });
-    return 0;
-  } catch (e) {
-    return (e as { status?: number }).status ?? -1;
-  }
-}
 
 /** the count column of an IRQ line of /proc/interrupts */
 function irqCount(interrupts: string, n: number): number {
@@ -74,18 +48,14 @@ describe('the default guest on PIIX3 IDE', () => {
   it('mounts an ext2 disk (/dev/sda) and an ISO 9660 CD (/dev/sr0) with DMA, reads and writes, syncs, powers off', async () => {
     // the disk: 8 MiB ext2 with a text file and 300 KiB of random bytes
     const diskDir = join(work, 'disk.d');
-    mkdirSync(diskDir);
-    writeFileSync(join(diskDir, 'hello.txt'), `${HOST_TEXT}\n`);
     const blob = randomBytes(300 * 1024);
-    writeFileSync(join(diskDir, 'blob.bin'), blob);
+    writeTree(diskDir, { 'hello.txt': `${HOST_TEXT}\n`, 'blob.bin': blob });
     const img = join(work, 'disk.raw');
-    execFileSync('mke2fs', ['-q', '-t', 'ext2', '-F', '-d', diskDir, img, '8M'], { stdio: 'pipe' });
+    makeFsImage(img, diskDir, { sizeMiB: 8 });
     // the CD: a Rock Ridge ISO with a text file and 1 MiB of random bytes
     const cdDir = join(work, 'cd.d');
-    mkdirSync(cdDir);
-    writeFileSync(join(cdDir, 'readme.txt'), `${CD_TEXT}\n`);
     const cdBlob = randomBytes(1024 * 1024);
-    writeFileSync(join(cdDir, 'data.bin'), cdBlob);
+    writeTree(cdDir, { 'readme.txt': `${CD_TEXT}\n`, 'data.bin': cdBlob });
     const iso = join(work, 'cd.iso');
     execFileSync('genisoimage', ['-quiet', '-R', '-V', 'X86VMTEST', '-o', iso, cdDir], { stdio: 'pipe' });
 
@@ -111,17 +81,9 @@ describe('the default guest on PIIX3 IDE', () => {
       marked('CDUMOUNT', 'umount /cdrom && echo unmounted'),
       marked('IRQ1', 'cat /proc/interrupts'),
     ];
-    const argv = ['run', '--kernel', KERNEL, '--initrd', INITRD, '--append', APPEND, '--timeout', '600', '--serial', 'stdio'];
-    for (const c of commands) argv.push('--expect', PROMPT, '--send', `${c}\\n`);
-    argv.push('--expect', PROMPT, '--send', 'poweroff -f\\n');
-    const cmd = parseCommandLine(argv);
-    if (cmd.command !== 'run') throw new Error('expected a run command');
-    let out = '';
     const warnings: string[] = [];
-    const r = await runVm(cmd.options, {
-      stdout: (bytes) => {
-        out += Buffer.from(bytes).toString('latin1');
-      },
+    const r = await guestInProcess(['--kernel', KERNEL, '--initrd', INITRD, '--append', APPEND], commands, {
+      timeout: 600,
       devices: [
         (pc) => {
           ide = addIde(pc, { onWarning: (m) => warnings.push(m) });
@@ -133,14 +95,14 @@ describe('the default guest on PIIX3 IDE', () => {
     await diskStore.close();
     await cdStore.close();
     // X86VM_IDE_GUEST_LOG=FILE keeps the guest's console output for debugging
-    if (process.env.X86VM_IDE_GUEST_LOG) writeFileSync(process.env.X86VM_IDE_GUEST_LOG, out);
-    expect(r.message, out.slice(-3000)).toBe(undefined);
+    if (process.env.X86VM_IDE_GUEST_LOG) writeFileSync(process.env.X86VM_IDE_GUEST_LOG, r.out);
+    expect(r.message, runReport(r)).toBe(undefined);
     expect(r.exitCode).toBe(0);
     expect(ide).not.toBe(null);
     expect(warnings).toEqual([]);
 
     // ata_piix found the disk and the CD and runs both in multiword DMA mode 2, with bus mastering
-    const dmesg = between(out, 'DMESG')
+    const dmesg = section(r, 'DMESG')
       .split('\n')
       .filter((l) => /^(\[[ \d.]+\] )?(ata\d|scsi|sd |sr )/.test(l))
       .join('\n');
@@ -149,34 +111,34 @@ describe('the default guest on PIIX3 IDE', () => {
     expect(dmesg).toMatch(/ata1\.00: ATA-7: x86vm HARDDISK/);
     expect(dmesg).toMatch(/ata1\.00: 16384 sectors, multi 16: LBA48/);
     expect(dmesg).toMatch(/ata2\.00: ATAPI: x86vm DVD-ROM/);
-    expect(between(out, 'MODE').trim().split('\n')).toEqual(['XFER_MW_DMA_2', 'XFER_MW_DMA_2']);
+    expect(section(r, 'MODE').trim().split('\n')).toEqual(['XFER_MW_DMA_2', 'XFER_MW_DMA_2']);
     expect(dmesg).not.toMatch(/ata\d\.01/); // no phantom slaves
     expect(dmesg).not.toMatch(/(failed|timeout|error|exception)/i);
     expect(dmesg).toMatch(/sd 0:0:0:0: \[sda\] 16384 512-byte logical blocks/);
     expect(dmesg).toMatch(/sr 1:0:0:0: \[sr0\]/);
-    const [sdaSize, srSize] = between(out, 'SIZE').trim().split('\n').map(Number);
+    const [sdaSize, srSize] = section(r, 'SIZE').trim().split('\n').map(Number);
     expect(sdaSize).toBe(16384);
     expect(srSize * 512).toBe(existsSync(iso) ? Number(execFileSync('stat', ['-c', '%s', iso]).toString()) : -1);
 
-    expect(between(out, 'MOUNT').trim()).toBe('mounted');
-    const read = between(out, 'READ').trim().split('\n');
+    expect(section(r, 'MOUNT').trim()).toBe('mounted');
+    const read = section(r, 'READ').trim().split('\n');
     expect(read[0]).toBe(HOST_TEXT);
     expect(read[1]).toBe(`${md5(blob)}  /mnt/blob.bin`);
-    const write = between(out, 'WRITE').trim().split('\n');
+    const write = section(r, 'WRITE').trim().split('\n');
     expect(write[1]).toBe('synced');
     const guestRandMd5 = write[0].split(/\s+/)[0];
-    expect(between(out, 'UMOUNT').trim()).toBe('unmounted');
+    expect(section(r, 'UMOUNT').trim()).toBe('unmounted');
 
-    expect(between(out, 'CDMOUNT').trim()).toBe('mounted');
-    const cdRead = between(out, 'CDREAD').trim().split('\n');
+    expect(section(r, 'CDMOUNT').trim()).toBe('mounted');
+    const cdRead = section(r, 'CDREAD').trim().split('\n');
     expect(cdRead[0]).toBe(CD_TEXT);
     expect(cdRead[1]).toBe(`${md5(cdBlob)}  /cdrom/data.bin`);
     expect(cdRead.slice(2).sort()).toEqual(['data.bin', 'readme.txt']);
-    expect(between(out, 'CDUMOUNT').trim()).toBe('unmounted');
+    expect(section(r, 'CDUMOUNT').trim()).toBe('unmounted');
 
     // interrupts 14 and 15 were delivered, and 14 kept counting through the disk I/O
-    const irq0 = between(out, 'IRQ0');
-    const irq1 = between(out, 'IRQ1');
+    const irq0 = section(r, 'IRQ0');
+    const irq1 = section(r, 'IRQ1');
     expect(irqCount(irq0, 14)).toBeGreaterThan(0);
     expect(irqCount(irq1, 14)).toBeGreaterThan(irqCount(irq0, 14) + 5);
     expect(irqCount(irq1, 15)).toBeGreaterThan(irqCount(irq0, 15) + 5);
@@ -188,10 +150,12 @@ describe('the default guest on PIIX3 IDE', () => {
     console.log(`IDE guest: ${stats.dmaBytes} bytes by DMA, ${stats.pioBytes} by PIO`);
 
     // the host sees what the guest wrote
-    expect(debugfsCat(img, '/guest.txt')).toBe('IDE written by the guest\n');
-    expect(md5(Buffer.from(execFileSync('debugfs', ['-R', 'cat /rand.bin', img], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 24 })))).toBe(guestRandMd5);
-    expect(debugfsCat(img, '/hello.txt')).toBe(`${HOST_TEXT}\n`);
-    expect(fsck(img)).toBe(0);
-    console.log(`IDE guest session: ${r.wallSeconds.toFixed(1)} s`);
+    expect(readExtFile(img, '/guest.txt')).toBe('IDE written by the guest\n');
+    const rand = readExtBytes(img, '/rand.bin');
+    expect(rand).not.toBeNull();
+    expect(md5(rand!)).toBe(guestRandMd5);
+    expect(readExtFile(img, '/hello.txt')).toBe(`${HOST_TEXT}\n`);
+    expect(fsckExt(img)).toBe(0);
+    console.log(`IDE guest session: ${r.seconds.toFixed(1)} s`);
   }, 620_000);
 });

@@ -15,19 +15,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { createServer } from 'node:http';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { build } from 'esbuild';
 import { NetSwitch } from '../core/net';
 import { messagePortNet } from '../node/net-worker';
 import { parseNicOption } from '../node/nics';
 import { runWithNics, type WorkerVmMessage } from '../node/net-vmhost';
+import { removeDir, tempDir } from './helpers/diskimg';
+import { expectDefaultGuest, INITRD, KERNEL, ROOT } from './helpers/guest';
 
-const ROOT = resolve(__dirname, '..');
-const KERNEL = join(ROOT, 'images', 'default', 'bzImage');
-const INITRD = join(ROOT, 'images', 'default', 'initramfs.cpio.gz');
 const PROMPT = /x86vm:[^#\n]*# /;
 const APPEND = 'console=ttyS0 quiet pci=nocrs';
 const RUN_ARGS = ['run', '--kernel', KERNEL, '--initrd', INITRD, '--append', APPEND, '--timeout', '400', '--serial', 'stdio'];
@@ -37,8 +34,8 @@ let hostEntry = '';
 let workerEntry = '';
 
 beforeAll(async () => {
-  expect(existsSync(KERNEL)).toBe(true);
-  work = mkdtempSync(join(tmpdir(), 'x86vm-net-'));
+  expectDefaultGuest();
+  work = tempDir('x86vm-net-');
   hostEntry = join(work, 'host.mjs');
   workerEntry = join(work, 'worker.mjs');
   const vmhost = join(ROOT, 'node', 'net-vmhost.ts');
@@ -56,7 +53,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
+  if (work) removeDir(work);
 });
 
 /** a guest's serial console: text out, keystrokes in */

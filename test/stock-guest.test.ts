@@ -9,23 +9,21 @@
  * from the mirror): the build step fails with the script's own message instead.
  */
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildCli, guestSession, marked, ROOT, runReport, section } from './helpers/guest';
+import { removeDir, tempDir } from './helpers/diskimg';
 
-const ROOT = resolve(__dirname, '..');
-const BIN = join(ROOT, 'dist', 'x86vm.mjs');
 const SCRIPT = join(ROOT, 'images', 'build-stock-guest.sh');
-const PROMPT = 'x86vm:/# ';
 /** the boot takes about 3.5 min of wall time on 2 busy cores (xz decompression, then ~17 s of guest time) */
 const BOOT_TIMEOUT_S = 840;
 
 let dir = '';
 
 beforeAll(() => {
-  execFileSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
-  dir = mkdtempSync(join(tmpdir(), 'x86vm-stock-'));
+  buildCli();
+  dir = tempDir('x86vm-stock-');
   try {
     execFileSync('bash', [SCRIPT, dir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
   } catch (e) {
@@ -42,17 +40,8 @@ beforeAll(() => {
 }, 600_000);
 
 afterAll(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  if (dir) removeDir(dir);
 });
-
-/** the text a command printed between `echo @@NAME` markers */
-function between(out: string, name: string, tail: string): string {
-  const m = new RegExp(`@@${name}\\r?\\n([\\s\\S]*?)@@END\\r?\\n`).exec(out);
-  if (!m) throw new Error(`no output section ${name}${tail}`);
-  return m[1];
-}
-
-const marked = (name: string, cmd: string) => `echo @@${name}; ${cmd}; echo @@END\\n`;
 
 describe('the stock Debian kernel guest', () => {
   it('boots Debian\'s linux-image-6.1.0-*-686 to the busybox shell, answers commands, keeps the TSC, powers off with status 0', async () => {
@@ -65,41 +54,26 @@ describe('the stock Debian kernel guest', () => {
       marked('CLOCK', 'cat /sys/devices/system/clocksource/clocksource0/current_clocksource; dmesg | grep -ci unstable'),
       marked('SLEEP', 'a=$(date +%s); sleep 5; b=$(date +%s); echo $((b-a))'),
     ];
-    const args = [
-      BIN, 'run',
-      '--kernel', join(dir, 'vmlinuz'),
-      '--initrd', join(dir, 'initramfs.cpio.gz'),
-      '--append', 'console=ttyS0 cryptomgr.notests',
-      '--timeout', String(BOOT_TIMEOUT_S),
-      '--serial', 'stdio',
-    ];
-    for (const c of commands) args.push('--expect', PROMPT, '--send', c);
-    args.push('--expect', PROMPT, '--send', 'poweroff\\n');
-    const started = Date.now();
-    const r = await new Promise<{ status: number | null; out: string; err: string }>((done) => {
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.setEncoding('latin1').on('data', (d: string) => (out += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-      child.on('close', (status) => done({ status, out, err }));
-    });
-    const seconds = (Date.now() - started) / 1000;
-    const tail = `\n--- last serial output (${seconds.toFixed(0)} s) ---\n${r.out.slice(-3000)}\n--- stderr ---\n${r.err}`;
-    expect(between(r.out, 'UNAME', tail), tail).toMatch(/^Linux x86vm 6\.1\.0-\d+-686 #1 SMP .*Debian 6\.1\.\d+.* i686 GNU\/Linux/);
-    const cpuinfo = between(r.out, 'CPUINFO', tail);
+    const r = await guestSession(
+      ['--kernel', join(dir, 'vmlinuz'), '--initrd', join(dir, 'initramfs.cpio.gz'), '--append', 'console=ttyS0 cryptomgr.notests'],
+      commands,
+      { timeout: BOOT_TIMEOUT_S, poweroff: 'poweroff' },
+    );
+    const tail = runReport(r);
+    expect(section(r, 'UNAME'), tail).toMatch(/^Linux x86vm 6\.1\.0-\d+-686 #1 SMP .*Debian 6\.1\.\d+.* i686 GNU\/Linux/);
+    const cpuinfo = section(r, 'CPUINFO');
     expect(cpuinfo).toMatch(/vendor_id\s*: GenuineIntel/);
     expect(cpuinfo).toMatch(/flags\s*:.*\bfpu\b.*\btsc\b.*\bcx8\b.*\bapic\b.*\bcmov\b/);
-    const irq = between(r.out, 'IRQ', tail);
+    const irq = section(r, 'IRQ');
     // the APIC and IOAPIC are in use: the PIT arrives on IOAPIC pin 2, the local APIC timer counts
     expect(irq).toMatch(/^\s*0:\s+\d+\s+IO-APIC\s+2-edge\s+timer/m);
     expect(irq).toMatch(/^\s*4:\s+\d+\s+IO-APIC\s+4-edge\s+ttyS0/m);
     expect(Number(/^LOC:\s+(\d+)/m.exec(irq)?.[1])).toBeGreaterThan(0);
-    expect(between(r.out, 'MATH', tail).trim()).toBe('42');
-    expect(Number(between(r.out, 'DATE', tail).trim())).toBeGreaterThanOrEqual(2026);
+    expect(section(r, 'MATH').trim()).toBe('42');
+    expect(Number(section(r, 'DATE').trim())).toBeGreaterThanOrEqual(2026);
     // the TSC stays the clocksource, never marked unstable against the other clocks
-    expect(between(r.out, 'CLOCK', tail).trim().split(/\s+/)).toEqual(['tsc', '0']);
-    const slept = Number(between(r.out, 'SLEEP', tail).trim());
+    expect(section(r, 'CLOCK').trim().split(/\s+/)).toEqual(['tsc', '0']);
+    const slept = Number(section(r, 'SLEEP').trim());
     expect(slept).toBeGreaterThanOrEqual(5);
     expect(slept).toBeLessThanOrEqual(6);
     expect(r.out).toMatch(/reboot: Power down/);

@@ -7,23 +7,16 @@
  * device plugged in by hooks.devices, the console driven by --expect/--send as a CI user would.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { parseCommandLine } from '../node/options';
-import { runVm } from '../node/run';
+import { join } from 'node:path';
 import { FileStore } from '../node/file-store';
 import { RawImage } from '../disk/raw';
 import { addVirtioBlk, type VirtioBlk } from '../devices/virtio-blk';
 import { addVirtioScsi, type VirtioScsi } from '../devices/virtio-scsi';
 import { ScsiDisk } from '../devices/scsi';
 import type { PcDeviceFactory } from '../core/pc';
+import { fsckExt, makeFsImage, readExtFile, removeDir, tempDir, writeTree } from './helpers/diskimg';
+import { expectDefaultGuest, guestInProcess, INITRD, KERNEL, marked, section } from './helpers/guest';
 
-const ROOT = resolve(__dirname, '..');
-const KERNEL = join(ROOT, 'images', 'default', 'bzImage');
-const INITRD = join(ROOT, 'images', 'default', 'initramfs.cpio.gz');
-const PROMPT = 'x86vm:/# ';
 const HOST_TEXT = 'written by the host with mke2fs -d';
 
 let work = '';
@@ -32,63 +25,26 @@ let work = '';
 const APPEND = 'console=ttyS0 quiet';
 
 beforeAll(() => {
-  expect(existsSync(KERNEL), 'the default guest kernel (images/build-kernel.sh)').toBe(true);
-  expect(existsSync(INITRD), 'the default guest initramfs (images/build-initramfs.sh)').toBe(true);
-  work = mkdtempSync(join(tmpdir(), 'x86vm-virtio-'));
+  expectDefaultGuest();
+  work = tempDir('x86vm-virtio-');
 });
 
 afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
+  if (work) removeDir(work);
 });
 
 /** an 8 MiB ext2 image holding /hello.txt */
 function makeImage(name: string): string {
   const dir = join(work, `${name}.d`);
-  mkdirSync(dir);
-  writeFileSync(join(dir, 'hello.txt'), `${HOST_TEXT}\n`);
+  writeTree(dir, { 'hello.txt': `${HOST_TEXT}\n` });
   const img = join(work, `${name}.raw`);
-  execFileSync('mke2fs', ['-q', '-t', 'ext2', '-F', '-d', dir, img, '8M'], { stdio: 'pipe' });
+  makeFsImage(img, dir, { sizeMiB: 8 });
   return img;
 }
 
-const marked = (name: string, cmd: string): string => `echo @@${name}; ${cmd}; echo @@END`;
-
-function between(out: string, name: string): string {
-  const m = new RegExp(`@@${name}\\r?\\n([\\s\\S]*?)@@END\\r?\\n`).exec(out);
-  if (!m) throw new Error(`no output section ${name} in:\n${out.slice(-4000)}`);
-  return m[1].replace(/\r/g, '');
-}
-
 /** boots the default guest with `device` plugged in, runs `commands` one per prompt, then powers off */
-async function session(device: PcDeviceFactory, commands: string[]): Promise<{ exitCode: number; message?: string; out: string; seconds: number }> {
-  const argv = ['run', '--kernel', KERNEL, '--initrd', INITRD, '--append', APPEND, '--timeout', '400', '--serial', 'stdio'];
-  for (const c of commands) argv.push('--expect', PROMPT, '--send', `${c}\\n`);
-  argv.push('--expect', PROMPT, '--send', 'poweroff -f\\n');
-  const cmd = parseCommandLine(argv);
-  if (cmd.command !== 'run') throw new Error('expected a run command');
-  let out = '';
-  const r = await runVm(cmd.options, {
-    stdout: (bytes) => {
-      out += Buffer.from(bytes).toString('latin1');
-    },
-    devices: [device],
-  });
-  return { exitCode: r.exitCode, message: r.message, out, seconds: r.wallSeconds };
-}
-
-function debugfsCat(img: string, file: string): string {
-  return execFileSync('debugfs', ['-R', `cat ${file}`, img], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-}
-
-/** e2fsck -fn: exit status 0 when the file system is clean */
-function fsck(img: string): number {
-  try {
-    execFileSync('e2fsck', ['-fn', img], { stdio: 'pipe' });
-    return 0;
-  } catch (e) {
-    return (e as { status?: number }).status ?? -1;
-  }
-}
+const session = (device: PcDeviceFactory, commands: string[]) =>
+  guestInProcess(['--kernel', KERNEL, '--initrd', INITRD, '--append', APPEND], commands, { timeout: 400, devices: [device] });
 
 /** the guest side: mount, read the host's file, write one, sync, unmount */
 function guestCommands(dev: string, tag: string, extra: string[]): string[] {
@@ -121,20 +77,20 @@ describe('the default guest on virtio', () => {
     expect(r.message).toBe(undefined);
     expect(r.exitCode).toBe(0);
     expect(blk).not.toBe(null);
-    const dev = between(r.out, 'DEV').trim().split('\n');
+    const dev = section(r, 'DEV').trim().split('\n');
     expect(dev[0]).toBe(String((8 << 20) / 512));
     expect(dev[1]).toBe('x86vm-4');
     expect(dev[2]).toBe('512');
     // bound by the guest's virtio_blk driver, interrupts through the IOAPIC (INTx, level-triggered)
-    expect(between(r.out, 'DRIVER')).toMatch(/^virtio\d+$/m);
-    expect(between(r.out, 'DRIVER')).toMatch(/^\s*\d+:\s+[1-9]\d*\s+IO-APIC\s+\d+-fasteoi\s+virtio\d+$/m);
-    expect(between(r.out, 'MOUNT').trim()).toBe('mounted');
-    expect(between(r.out, 'READ').trim()).toBe(HOST_TEXT);
-    expect(between(r.out, 'WRITE').trim()).toBe('synced');
-    expect(between(r.out, 'UMOUNT').trim()).toBe('unmounted');
-    expect(debugfsCat(img, '/guest.txt')).toBe('virtio-blk written by the guest\n');
-    expect(debugfsCat(img, '/hello.txt')).toBe(`${HOST_TEXT}\n`);
-    expect(fsck(img)).toBe(0);
+    expect(section(r, 'DRIVER')).toMatch(/^virtio\d+$/m);
+    expect(section(r, 'DRIVER')).toMatch(/^\s*\d+:\s+[1-9]\d*\s+IO-APIC\s+\d+-fasteoi\s+virtio\d+$/m);
+    expect(section(r, 'MOUNT').trim()).toBe('mounted');
+    expect(section(r, 'READ').trim()).toBe(HOST_TEXT);
+    expect(section(r, 'WRITE').trim()).toBe('synced');
+    expect(section(r, 'UMOUNT').trim()).toBe('unmounted');
+    expect(readExtFile(img, '/guest.txt')).toBe('virtio-blk written by the guest\n');
+    expect(readExtFile(img, '/hello.txt')).toBe(`${HOST_TEXT}\n`);
+    expect(fsckExt(img)).toBe(0);
     console.log(`virtio-blk guest session: ${r.seconds.toFixed(1)} s`);
   });
 
@@ -157,17 +113,17 @@ describe('the default guest on virtio', () => {
     expect(r.message).toBe(undefined);
     expect(r.exitCode).toBe(0);
     expect(hba).not.toBe(null);
-    const dev = between(r.out, 'DEV').trim().split('\n');
+    const dev = section(r, 'DEV').trim().split('\n');
     expect(dev[0]).toBe(String((8 << 20) / 512));
     expect(dev[1]).toBe('0'); // direct-access block device
     expect(dev[2]).toBe('1'); // one SCSI device found by the scan (target 0 LUN 0), no phantom LUNs
-    expect(between(r.out, 'HOST')).toMatch(/virtio_scsi/);
-    expect(between(r.out, 'MOUNT').trim()).toBe('mounted');
-    expect(between(r.out, 'READ').trim()).toBe(HOST_TEXT);
-    expect(between(r.out, 'WRITE').trim()).toBe('synced');
-    expect(between(r.out, 'UMOUNT').trim()).toBe('unmounted');
-    expect(debugfsCat(img, '/guest.txt')).toBe('virtio-scsi written by the guest\n');
-    expect(fsck(img)).toBe(0);
+    expect(section(r, 'HOST')).toMatch(/virtio_scsi/);
+    expect(section(r, 'MOUNT').trim()).toBe('mounted');
+    expect(section(r, 'READ').trim()).toBe(HOST_TEXT);
+    expect(section(r, 'WRITE').trim()).toBe('synced');
+    expect(section(r, 'UMOUNT').trim()).toBe('unmounted');
+    expect(readExtFile(img, '/guest.txt')).toBe('virtio-scsi written by the guest\n');
+    expect(fsckExt(img)).toBe(0);
     console.log(`virtio-scsi guest session: ${r.seconds.toFixed(1)} s`);
   });
 });

@@ -7,34 +7,27 @@
  * naming the file and the field (or the option), and leave nothing behind.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { tempDir } from './helpers/diskimg';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { removeDir, tempDir } from './helpers/diskimg';
+import { buildCli, guestSession, INITRD, KERNEL, marked, ROOT, section, x86vm as cli } from './helpers/guest';
 import { qemuImg, qemuInfo } from './helpers/qemu-img';
 
-const ROOT = resolve(__dirname, '..');
-const BIN = join(ROOT, 'dist', 'x86vm.mjs');
-const KERNEL = join(ROOT, 'images', 'default', 'bzImage');
-const INITRD = join(ROOT, 'images', 'default', 'initramfs.cpio.gz');
-const PROMPT = 'x86vm:/# ';
 const BOOT_TIMEOUT_S = 600;
 
 let work = '';
 
 beforeAll(() => {
-  execFileSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
+  buildCli();
   work = tempDir('x86vm-vmcli-');
 });
 
 afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
+  if (work) removeDir(work);
 });
 
-function x86vm(args: string[], cwd = work): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000, cwd });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+/** x86vm ARGS, run in `cwd` (default: the test's work directory) */
+const x86vm = (args: string[], cwd = work) => cli(args, cwd);
 
 function expectUsageError(r: { status: number | null; stderr: string }, pattern: RegExp): void {
   expect(r.status).toBe(2);
@@ -42,32 +35,6 @@ function expectUsageError(r: { status: number | null; stderr: string }, pattern:
   expect(r.stderr.trim()).toMatch(pattern);
   expect(r.stderr.trim().split('\n')).toHaveLength(1);
   expect(r.stderr).not.toMatch(/\n\s+at /);
-}
-
-interface Session {
-  status: number | null;
-  out: string;
-  err: string;
-}
-
-function session(args: string[], commands: string[], cwd: string): Promise<Session> {
-  const argv = [BIN, 'run', ...args, '--timeout', String(BOOT_TIMEOUT_S)];
-  for (const c of commands) argv.push('--expect', PROMPT, '--send', `${c}\\n`);
-  argv.push('--expect', PROMPT, '--send', 'poweroff\\n');
-  return new Promise((done) => {
-    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('latin1').on('data', (d: string) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.on('close', (status) => done({ status, out, err }));
-  });
-}
-
-function between(s: Session, name: string): string {
-  const m = new RegExp(`@@${name}\\r?\\n([\\s\\S]*?)@@END\\r?\\n`).exec(s.out);
-  if (!m) throw new Error(`no output section ${name}:\n${s.out.slice(-4000)}\n--- stderr ---\n${s.err}`);
-  return m[1].replace(/\r/g, '');
 }
 
 describe('x86vm create and x86vm run VM', () => {
@@ -112,19 +79,20 @@ describe('x86vm create and x86vm run VM', () => {
     renameSync(dir, moved);
     const cwd = join(work, 'c');
     mkdirSync(cwd);
-    const s = await session(
+    // no --serial: the VM folder's settings decide (its vm.json has none, so stdio)
+    const s = await guestSession(
       ['../b/moved-vm'],
       [
-        'echo @@SIZES; cat /sys/block/sda/size /sys/block/vda/size; echo @@END',
+        marked('SIZES', 'cat /sys/block/sda/size /sys/block/vda/size'),
         "printf 'VMJSON-IDE-MARK' | dd of=/dev/sda bs=512 seek=100 conv=sync 2>/dev/null; printf 'VMJSON-BLK-MARK' | dd of=/dev/vda bs=512 seek=7 conv=sync 2>/dev/null; sync; echo @@WROTE; echo @@END",
       ],
-      cwd,
+      { timeout: BOOT_TIMEOUT_S, poweroff: 'poweroff', serial: false, cwd },
     );
     expect(s.err).toBe('');
     expect(s.status).toBe(0);
-    const sizes = between(s, 'SIZES').trim().split('\n').map(Number);
+    const sizes = section(s, 'SIZES').trim().split('\n').map(Number);
     expect(sizes).toEqual([vhd['virtual-size'] / 512, (32 << 20) / 512]);
-    between(s, 'WROTE');
+    section(s, 'WROTE');
 
     // what the guest wrote is in the moved folder's images (read back by qemu-img)
     const ideRaw = join(work, 'ide.raw');

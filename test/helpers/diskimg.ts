@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 
 export const MKE2FS = '/usr/sbin/mke2fs';
 export const DEBUGFS = '/usr/sbin/debugfs';
+export const E2FSCK = '/usr/sbin/e2fsck';
 
 /** a fresh temporary directory (remove it with rmSync(dir, { recursive: true })) */
 export function tempDir(prefix = 'x86vm-disk-'): string {
@@ -64,14 +65,27 @@ export function makeFsImage(
   execFileSync(MKE2FS, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, E2FSPROGS_FAKE_TIME: '1700000000' } });
 }
 
-/** a file's contents inside an ext2/3/4 image (at byte `offset` of `image`), read with debugfs; null if absent */
-export function readExtFile(image: string, path: string, offset = 0): string | null {
+/** a file's bytes inside an ext2/3/4 image (at byte `offset` of `image`), read with debugfs; null if absent */
+export function readExtBytes(image: string, path: string, offset = 0): Buffer | null {
   const target = offset ? `${image}?offset=${offset}` : image;
   // debugfs reports a missing file on stderr and still exits 0
-  const r = spawnSync(DEBUGFS, ['-R', `cat ${path}`, target], { encoding: 'latin1' });
-  if (r.status !== 0) throw new Error(`debugfs failed on ${image}: ${r.stderr}`);
-  if (/File not found/.test(r.stderr)) return null;
+  const r = spawnSync(DEBUGFS, ['-R', `cat ${path}`, target], { maxBuffer: 1 << 28 });
+  const stderr = r.stderr?.toString('latin1') ?? '';
+  if (r.status !== 0) throw new Error(`debugfs failed on ${image}: ${r.error?.message ?? stderr}`);
+  if (/File not found/.test(stderr)) return null;
   return r.stdout;
+}
+
+/** a file's contents inside an ext2/3/4 image as text (latin1), read with debugfs; null if absent */
+export function readExtFile(image: string, path: string, offset = 0): string | null {
+  return readExtBytes(image, path, offset)?.toString('latin1') ?? null;
+}
+
+/** e2fsck -fn (check everything, change nothing) on an ext2/3/4 image: its exit status, 0 when the file system is clean */
+export function fsckExt(image: string): number {
+  const r = spawnSync(E2FSCK, ['-fn', image], { stdio: 'pipe' });
+  if (r.error) throw new Error(`e2fsck could not run on ${image}: ${r.error.message}`);
+  return r.status ?? -1;
 }
 
 /** unpacks a gzip'd newc cpio archive (the default guest's initramfs) into `dir` (regular files, dirs, symlinks) */

@@ -31,12 +31,21 @@
  *             address is in meta.roms. ROMs inside RAM (the BIOS window below 1 MiB) are in `ram`.
  *   host      JSON (deflated), optional: whatever the host wants back on restore (the console script's
  *             progress, for the CLI)
+ *   disk:ID   binary, one per drive whose writes were kept in memory (a copy-on-write overlay: snapshot=on,
+ *             --snapshot): sector size u32 (512) · span count u32 · sectors per chunk u32 · chunk count u32 ·
+ *             span count × (first sector u64, sector count u32) · chunk count × u32 compressed chunk sizes ·
+ *             the chunks: the written sectors' bytes in span order, `sectors per chunk` at a time (1 MiB),
+ *             each deflated on its own, as the RAM chunks. Its raw length is the overlay's size in bytes.
  *
- * Extension point for disks (added by the disk work): a snapshot may carry "disk:ID" sections holding a
- * disk's writes since its base image as a differencing overlay, with `meta.disks` naming each base image
- * and how to recognise it unchanged (size, modification time, content hash recorded at save). Restoring
- * must refuse when a base image no longer matches its reference (`checkDiskRefs` below is the hook).
- * Until that lands, a snapshot with disk sections is refused by readers that do not know them.
+ * Disks. meta.disks has one DiskRef per drive, in the order the host attached them: its ID ("ide0"–"ide3"
+ * by IDE slot, "virtio-blk0"… in attach order, "virtio-scsi0"… by target), controller, slot, media, the
+ * image format, read-only, whether its writes were in an overlay, and its files — the image, then the
+ * parents of a differencing image — each with its path (absolute, and relative to the snapshot file's
+ * folder so a VM folder moved as a whole still restores), size and SHA-256 at save time. A drive written
+ * directly holds no section: the host quiesced the machine and flushed the image before fingerprinting
+ * it, so the file is the disk as it was at the snapshot. Restoring re-opens each file, refuses one whose
+ * fingerprint differs (diskFileProblem below words it), and puts each overlay back before the machine
+ * runs. Readers that predate disks refuse "disk:" sections ("disk overlays are not supported").
  *
  * Restoring: build the same machine (createPcFromSnapshot does this from meta.config, with the host's
  * sinks), map the saved ROMs, then load RAM, CPU, machine and devices. Nothing is re-loaded from the
@@ -153,16 +162,86 @@ export interface MachineConfig {
   devices: string[];
 }
 
-/** a disk's base image as recorded at save time (extension point: see the file comment) */
-export interface DiskRef {
-  /** the snapshot section holding this disk's overlay ("disk:ID") */
-  id: string;
-  /** the base image as the host named it (informational) */
-  path?: string;
+/** one file under a drive (its image, or a parent of a differencing image) as it was at save time */
+export interface DiskFileRef {
+  /** absolute path on the saving host */
+  path: string;
+  /** path relative to the snapshot file's folder (absent when the host had no file to be relative to) */
+  rel?: string;
+  /** bytes */
   size: number;
-  mtimeMs?: number;
-  sha256?: string;
+  /** SHA-256 of the whole file, hex */
+  sha256: string;
 }
+
+export type DiskController = 'ide' | 'virtio-blk' | 'virtio-scsi';
+
+/** a drive of the snapshot's machine (see the file comment) */
+export interface DiskRef {
+  /** "ide0", "virtio-blk0", "virtio-scsi2": the drive, and its overlay's section "disk:ID" */
+  id: string;
+  controller: DiskController;
+  media: 'disk' | 'cdrom';
+  /** IDE slot 0–3 (primary master … secondary slave) or SCSI target; absent for virtio-blk */
+  index?: number;
+  /** the image file as the user named it (for messages) */
+  file: string;
+  /** the format as opened: 'raw', 'vhd-dynamic', 'vdi-static', 'iso', … */
+  format: string;
+  /** the format the user asked for (format=), if any: used again to open it */
+  formatOption?: string;
+  readOnly: boolean;
+  /** the guest's writes were kept in memory: they are in the "disk:ID" section */
+  overlay: boolean;
+  /** capacity in 512-byte sectors */
+  sectors: number;
+  /** sectors in the overlay (0 without one) */
+  overlaySectors: number;
+  /** the image file, then its parents (differencing images), nearest first */
+  files: DiskFileRef[];
+}
+
+/** what an overlay gives a snapshot (disk/overlay.ts CowOverlay) */
+export interface OverlaySource {
+  writtenSpans(): { sector: number; count: number }[];
+  /** copies written sectors (part of one span) into `out` */
+  copyWritten(sector: number, out: Uint8Array): void;
+}
+
+/** a drive to save: its reference (files fingerprinted by the host) and its overlay, if it has one */
+export interface SnapshotDisk {
+  ref: DiskRef;
+  overlay?: OverlaySource | null;
+}
+
+/** how a drive is named in messages: "ide0 (disk.vhd)" */
+export function diskLabel(ref: Pick<DiskRef, 'id' | 'file'>): string {
+  return `${ref.id} (${ref.file})`;
+}
+
+/** the fingerprint of a file as found now */
+export interface FileFingerprint {
+  size: number;
+  sha256: string;
+}
+
+/**
+ * Compares file `i` of a drive (0: its image; 1…: parents) with what the host finds now. Returns the
+ * problem as a sentence ("disk ide0 (disk.vhd) has changed since the snapshot was taken"), or null.
+ * `now` null: the file could not be found (`where` says where the host looked).
+ */
+export function diskFileProblem(ref: DiskRef, i: number, now: FileFingerprint | null, where?: string): string | null {
+  const f = ref.files[i];
+  const what = i === 0 ? `disk ${diskLabel(ref)}` : `disk ${diskLabel(ref)}: its parent image '${f.path}'`;
+  if (!now) return i === 0 ? `disk ${ref.id}: its image '${ref.file}' is missing${where ? ` (${where})` : ''}` : `${what} is missing${where ? ` (${where})` : ''}`;
+  if (now.size !== f.size) return `${what} has changed since the snapshot was taken (${now.size} bytes, was ${f.size})`;
+  if (now.sha256 !== f.sha256) return `${what} has changed since the snapshot was taken`;
+  return null;
+}
+
+/** sectors per compressed chunk of a "disk:ID" section (1 MiB of input) */
+export const DISK_CHUNK_SECTORS = 2048;
+const SECTOR = 512;
 
 export interface SnapshotMeta {
   format: 'x86vm-snapshot';
@@ -224,9 +303,10 @@ export interface SaveInput {
   roms?: SnapshotRom[];
   /** JSON-able data the host wants back on restore */
   host?: unknown;
-  /** more sections (disk overlays, later) */
+  /** more sections */
   extra?: ExtraSection[];
-  diskRefs?: DiskRef[];
+  /** the machine's drives, in the order they were attached (overlays are copied at the capture) */
+  disks?: SnapshotDisk[];
   creator?: string;
   created?: Date;
   origin?: Record<string, string>;
@@ -246,6 +326,43 @@ export interface SnapshotCapture {
   roms: SnapshotRom[];
   host: unknown;
   extra: ExtraSection[];
+  /** the overlays' written sectors, copied at the capture (meta.disks[…].overlaySectors counts them) */
+  overlays: CapturedOverlay[];
+}
+
+/** an overlay's written sectors, as spans and 1 MiB chunks of their bytes in span order */
+export interface CapturedOverlay {
+  id: string;
+  spans: { sector: number; count: number }[];
+  chunks: Uint8Array[];
+}
+
+/** copies an overlay's written sectors into DISK_CHUNK_SECTORS-sector chunks (typed-array copies) */
+function captureOverlay(id: string, src: OverlaySource): CapturedOverlay {
+  const spans = src.writtenSpans().map((s) => ({ sector: s.sector, count: s.count }));
+  const total = spans.reduce((n, s) => n + s.count, 0);
+  const chunks: Uint8Array[] = [];
+  let chunk: Uint8Array | null = null;
+  let used = 0;
+  let left = total;
+  for (const span of spans) {
+    let sector = span.sector;
+    let count = span.count;
+    while (count > 0) {
+      if (!chunk || used === chunk.length / SECTOR) {
+        chunk = new Uint8Array(Math.min(DISK_CHUNK_SECTORS, left) * SECTOR);
+        chunks.push(chunk);
+        used = 0;
+      }
+      const n = Math.min(count, chunk.length / SECTOR - used);
+      src.copyWritten(sector, chunk.subarray(used * SECTOR, (used + n) * SECTOR));
+      used += n;
+      sector += n;
+      count -= n;
+      left -= n;
+    }
+  }
+  return { id, spans, chunks };
 }
 
 /**
@@ -314,6 +431,22 @@ export function captureSnapshot(input: SaveInput): SnapshotCapture {
       chunks.push(buf);
     }
     const roms = (input.roms ?? []).map((r) => ({ name: r.name, base: r.base, data: r.data.slice() }));
+    const disks: DiskRef[] = [];
+    const overlays: CapturedOverlay[] = [];
+    for (const d of input.disks ?? []) {
+      const ref: DiskRef = { ...d.ref, files: d.ref.files.map((f) => ({ ...f })) };
+      if (!/^[a-z][a-z0-9-]{0,30}$/.test(ref.id) || disks.some((o) => o.id === ref.id)) throw new SnapshotError(`bad or repeated disk ID '${ref.id}'`);
+      if (d.overlay) {
+        const o = captureOverlay(ref.id, d.overlay);
+        overlays.push(o);
+        ref.overlay = true;
+        ref.overlaySectors = o.spans.reduce((n, s) => n + s.count, 0);
+      } else {
+        ref.overlay = false;
+        ref.overlaySectors = 0;
+      }
+      disks.push(ref);
+    }
     for (const r of roms) {
       if (!/^[\w.@-]{1,48}$/.test(r.name)) throw new SnapshotError(`bad ROM name '${r.name}'`);
     }
@@ -328,7 +461,7 @@ export function captureSnapshot(input: SaveInput): SnapshotCapture {
       guestNs: machineState.clock.nowNs,
       ram: { pageSize: PAGE_SIZE, pages, nonZeroPages: nonZero.length },
       roms: roms.map((r) => ({ name: r.name, base: r.base, size: r.data.length })),
-      disks: input.diskRefs ?? [],
+      disks,
     };
     if (input.origin) meta.origin = input.origin;
     return {
@@ -342,6 +475,7 @@ export function captureSnapshot(input: SaveInput): SnapshotCapture {
       roms,
       host: input.host ?? null,
       extra: input.extra ?? [],
+      overlays,
     };
   } finally {
     if (wasRunning) clock.setRunning(true);
@@ -446,6 +580,21 @@ export async function encodeSnapshot(cap: SnapshotCapture, compressor: Compresso
   sections.push({ name: 'ram', flags: 0, parts: [head.take(), ...chunks], rawLength: cap.meta.config.memSize });
   for (const r of cap.roms) await binary(`rom:${r.name}`, r.data, true);
   if (cap.host !== null && cap.host !== undefined) await json('host', cap.host, true, true);
+  for (const o of cap.overlays) {
+    const deflated = await Promise.all(o.chunks.map((c) => compressor.deflate(c)));
+    const head = new Writer(16 + o.spans.length * 12 + deflated.length * 4);
+    head.u32(SECTOR);
+    head.u32(o.spans.length);
+    head.u32(DISK_CHUNK_SECTORS);
+    head.u32(deflated.length);
+    for (const sp of o.spans) {
+      head.u64(sp.sector);
+      head.u32(sp.count);
+    }
+    for (const c of deflated) head.u32(c.length);
+    const rawLength = o.spans.reduce((n, sp) => n + sp.count, 0) * SECTOR;
+    sections.push({ name: `disk:${o.id}`, flags: 0, parts: [head.take(), ...deflated], rawLength });
+  }
   for (const x of cap.extra) await binary(x.name, x.data, x.compress !== false, !!x.optional);
 
   const parts: Uint8Array[] = [];
@@ -477,6 +626,11 @@ export async function encodeSnapshot(cap: SnapshotCapture, compressor: Compresso
 export async function saveSnapshot(input: SaveInput, compressor: Compressor): Promise<Uint8Array> {
   await settleForSnapshot(input.pc.machine);
   const { parts, size } = await encodeSnapshot(captureSnapshot(input), compressor);
+  return joinParts(parts, size);
+}
+
+/** the parts of an encoded snapshot as one byte array of `size` bytes */
+export function joinParts(parts: Uint8Array[], size: number): Uint8Array {
   const out = new Uint8Array(size);
   let off = 0;
   for (const p of parts) {
@@ -575,8 +729,7 @@ export function parseSnapshot(bytes: Uint8Array): ParsedSnapshot {
   }
   if (off !== size) throw new SnapshotError(`${fmtBytes(size - off)} after the last section (corrupted)`);
   for (const s of sections) {
-    if (KNOWN_SECTIONS.has(s.name) || s.name.startsWith('rom:') || s.flags & SECTION_OPTIONAL) continue;
-    if (s.name.startsWith('disk:')) throw new SnapshotError(`section '${s.name}': disk overlays are not supported by this x86vm yet`);
+    if (KNOWN_SECTIONS.has(s.name) || s.name.startsWith('rom:') || s.name.startsWith('disk:') || s.flags & SECTION_OPTIONAL) continue;
     throw new SnapshotError(`unknown section '${s.name}' (written by a newer x86vm?)`);
   }
   for (const r of REQUIRED_SECTIONS) {
@@ -590,6 +743,14 @@ export function parseSnapshot(bytes: Uint8Array): ParsedSnapshot {
     throw new SnapshotError(`the 'meta' section is not valid JSON: ${(e as Error).message}`);
   }
   checkMeta(meta);
+  for (const d of meta.disks) {
+    if (d.overlay && !sections.some((s) => s.name === `disk:${d.id}`)) throw new SnapshotError(`the 'disk:${d.id}' section (the overlay of disk ${d.id}) is missing`);
+  }
+  for (const s of sections) {
+    if (s.name.startsWith('disk:') && !meta.disks.some((d) => d.overlay && `disk:${d.id}` === s.name)) {
+      throw new SnapshotError(`section '${s.name}' belongs to no disk of the snapshot (corrupted)`);
+    }
+  }
   return { version, size, meta, sections, bytes };
 }
 
@@ -605,6 +766,29 @@ function checkMeta(m: SnapshotMeta): void {
   if (!m.ram || m.ram.pageSize !== PAGE_SIZE || m.ram.pages * PAGE_SIZE !== c.memSize) bad('RAM page count');
   if (!Number.isSafeInteger(m.instructions) || m.instructions < 0) bad('instruction count');
   if (!Array.isArray(m.roms) || !Array.isArray(m.disks)) bad('ROM or disk list');
+  const ids = new Set<string>();
+  for (const d of m.disks as unknown[]) {
+    const r = d as DiskRef;
+    const label = r && typeof r === 'object' && typeof r.id === 'string' ? `disk ${r.id}` : 'a disk';
+    if (!r || typeof r !== 'object' || typeof r.id !== 'string' || !/^[a-z][a-z0-9-]{0,30}$/.test(r.id) || ids.has(r.id)) bad(`${label}: bad or repeated ID`);
+    ids.add(r.id);
+    if (r.controller !== 'ide' && r.controller !== 'virtio-blk' && r.controller !== 'virtio-scsi') bad(`${label}: controller ${String(r.controller)}`);
+    if (r.media !== 'disk' && r.media !== 'cdrom') bad(`${label}: media ${String(r.media)}`);
+    const maxIndex = r.controller === 'ide' ? 3 : r.controller === 'virtio-scsi' ? 255 : -1;
+    if (r.index !== undefined && !(Number.isInteger(r.index) && r.index >= 0 && r.index <= maxIndex)) bad(`${label}: slot ${String(r.index)}`);
+    if (r.controller !== 'virtio-blk' && r.index === undefined) bad(`${label}: no slot`);
+    if (typeof r.file !== 'string' || typeof r.format !== 'string') bad(`${label}: file or format`);
+    if (r.formatOption !== undefined && typeof r.formatOption !== 'string') bad(`${label}: format option`);
+    if (typeof r.readOnly !== 'boolean' || typeof r.overlay !== 'boolean') bad(`${label}: read-only or overlay flag`);
+    if (!Number.isSafeInteger(r.sectors) || r.sectors < 0) bad(`${label}: sector count`);
+    if (!Number.isSafeInteger(r.overlaySectors) || r.overlaySectors < 0 || r.overlaySectors > r.sectors || (!r.overlay && r.overlaySectors)) bad(`${label}: overlay size`);
+    if (!Array.isArray(r.files) || r.files.length < 1) bad(`${label}: no files`);
+    for (const f of r.files) {
+      const ok = f && typeof f === 'object' && typeof f.path === 'string' && (f.rel === undefined || typeof f.rel === 'string') &&
+        Number.isSafeInteger(f.size) && f.size >= 0 && typeof f.sha256 === 'string' && /^[0-9a-f]{64}$/.test(f.sha256);
+      if (!ok) bad(`${label}: a file's path, size or SHA-256`);
+    }
+  }
 }
 
 /** the named section, or undefined */
@@ -638,6 +822,94 @@ export async function sectionJson(snap: ParsedSnapshot, name: string, compressor
   }
 }
 
+/**
+ * The chunked tail of a "ram" or "disk:" section: at `off`, `count` u32 compressed sizes, then the chunks,
+ * which must end the section; returns them inflated. `bad` throws a SnapshotError naming the section.
+ */
+async function inflateChunks(bytes: Uint8Array, off: number, count: number, compressor: Compressor, bad: (what: string) => never): Promise<Uint8Array[]> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const inputs: Uint8Array[] = [];
+  let at = off + count * 4;
+  for (let i = 0; i < count; i++) {
+    const n = view.getUint32(off + i * 4, true);
+    if (at + n > bytes.length) bad('a chunk runs past the section');
+    inputs.push(bytes.subarray(at, at + n));
+    at += n;
+  }
+  if (at !== bytes.length) bad('unexpected bytes after the last chunk');
+  try {
+    return await Promise.all(inputs.map((c) => compressor.inflate(c)));
+  } catch (e) {
+    return bad(`cannot decompress: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The written sectors of drive `id`'s overlay ("disk:ID" section), as runs whose data are views into the
+ * inflated chunks (a run may come in several pieces where it crosses a chunk). Every length is checked
+ * against the section's header and the drive's capacity.
+ */
+export async function readDiskOverlay(snap: ParsedSnapshot, id: string, compressor: Compressor): Promise<{ sector: number; data: Uint8Array }[]> {
+  const name = `disk:${id}`;
+  const ref = snap.meta.disks.find((d) => d.id === id);
+  const s = findSection(snap, name);
+  if (!ref || !s) throw new SnapshotError(`the '${name}' section is missing`);
+  const bytes = snap.bytes.subarray(s.offset, s.offset + s.storedLength);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const bad = (what: string): never => {
+    throw new SnapshotError(`section '${name}': ${what}`);
+  };
+  if (bytes.length < 16) bad('too short');
+  const sectorSize = view.getUint32(0, true);
+  const spanCount = view.getUint32(4, true);
+  const chunkSectors = view.getUint32(8, true);
+  const chunkCount = view.getUint32(12, true);
+  if (sectorSize !== SECTOR) bad(`sector size ${sectorSize}`);
+  if (chunkSectors < 1) bad('bad chunk size');
+  let off = 16;
+  if (off + spanCount * 12 + chunkCount * 4 > bytes.length) bad('span or chunk table runs past the section');
+  const spans: { sector: number; count: number }[] = [];
+  let total = 0;
+  let prevEnd = 0;
+  for (let i = 0; i < spanCount; i++) {
+    const sector = view.getUint32(off, true) + view.getUint32(off + 4, true) * 0x1_0000_0000;
+    const count = view.getUint32(off + 8, true);
+    off += 12;
+    if (count < 1 || sector < prevEnd || sector + count > ref.sectors) bad(`span ${i} (sector ${sector}, ${count} sectors) is out of order or past the disk's end`);
+    prevEnd = sector + count;
+    total += count;
+    spans.push({ sector, count });
+  }
+  if (total !== ref.overlaySectors) bad(`holds ${total} sectors, the disk's description says ${ref.overlaySectors}`);
+  if (total * SECTOR !== s.rawLength) bad(`holds ${total} sectors, its header says ${fmtBytes(s.rawLength)}`);
+  if (Math.ceil(total / chunkSectors) !== chunkCount) bad(`${chunkCount} chunks cannot hold ${total} sectors`);
+  const chunks = await inflateChunks(bytes, off, chunkCount, compressor, bad);
+  chunks.forEach((c, i) => {
+    const want = Math.min(chunkSectors, total - i * chunkSectors) * SECTOR;
+    if (c.length !== want) bad(`chunk ${i} holds ${fmtBytes(c.length)}, expected ${fmtBytes(want)}`);
+  });
+  const runs: { sector: number; data: Uint8Array }[] = [];
+  let ci = 0;
+  let at = 0;
+  for (const sp of spans) {
+    let sector = sp.sector;
+    let count = sp.count;
+    while (count > 0) {
+      const c = chunks[ci];
+      const n = Math.min(count, c.length / SECTOR - at);
+      runs.push({ sector, data: c.subarray(at * SECTOR, (at + n) * SECTOR) });
+      at += n;
+      sector += n;
+      count -= n;
+      if (at === c.length / SECTOR) {
+        ci++;
+        at = 0;
+      }
+    }
+  }
+  return runs;
+}
+
 /** writes the RAM section into mem8 (which must be memSize bytes): zero pages zeroed, the others inflated */
 async function loadRam(snap: ParsedSnapshot, mem8: Uint8Array, compressor: Compressor): Promise<void> {
   const s = findSection(snap, 'ram')!;
@@ -661,22 +933,7 @@ async function loadRam(snap: ParsedSnapshot, mem8: Uint8Array, compressor: Compr
   const nonZero: number[] = [];
   for (let p = 0; p < pages; p++) if (bitmap[p >> 3] & (1 << (p & 7))) nonZero.push(p);
   if (Math.ceil(nonZero.length / chunkPages) !== chunkCount) bad(`${chunkCount} chunks cannot hold ${nonZero.length} pages`);
-  const sizes: number[] = [];
-  for (let i = 0; i < chunkCount; i++) sizes.push(view.getUint32(off + i * 4, true));
-  off += chunkCount * 4;
-  const inputs: Uint8Array[] = [];
-  for (const n of sizes) {
-    if (off + n > bytes.length) bad('a chunk runs past the section');
-    inputs.push(bytes.subarray(off, off + n));
-    off += n;
-  }
-  if (off !== bytes.length) bad('unexpected bytes after the last chunk');
-  let chunks: Uint8Array[];
-  try {
-    chunks = await Promise.all(inputs.map((c) => compressor.inflate(c)));
-  } catch (e) {
-    return bad(`cannot decompress: ${(e as Error).message}`);
-  }
+  const chunks = await inflateChunks(bytes, off, chunkCount, compressor, bad);
   mem8.fill(0);
   chunks.forEach((c, i) => {
     const first = i * chunkPages;
@@ -756,8 +1013,13 @@ export async function restoreMachine(snap: ParsedSnapshot, machine: Machine, com
   machine.cpu.loadState(cpu);
 }
 
-/** what a host supplies to rebuild a PC: its sinks and extra device factories (disks, later) */
+/** what a host supplies to rebuild a PC: its sinks and extra device factories */
 export interface PcHostParts {
+  /**
+   * the host re-attaches the snapshot's drives itself (in `devices`, as it attached them when it saved,
+   * their overlays restored); a snapshot with disks is refused without it
+   */
+  disks?: boolean;
   serial?: SerialSink;
   serialExtra?: (SerialSink | null | undefined)[];
   /** used when the snapshot's machine had a debug console */
@@ -772,6 +1034,9 @@ export interface PcHostParts {
  */
 export async function createPcFromSnapshot(snap: ParsedSnapshot, host: PcHostParts, compressor: Compressor): Promise<Pc> {
   const c = snap.meta.config;
+  if (snap.meta.disks.length && !host.disks) {
+    throw new SnapshotError(`it holds disks (${snap.meta.disks.map((d) => d.id).join(', ')}), which this host cannot restore`);
+  }
   let pc: Pc;
   try {
     pc = createPc({
@@ -808,21 +1073,18 @@ export async function createPcFromSnapshot(snap: ParsedSnapshot, host: PcHostPar
 }
 
 /**
- * Disk extension point: checks each recorded base image against what the host finds now (`probe`
- * returns its size, modification time and, if it computes one, its hash). Returns the first problem as
- * a sentence, or null when every base image is unchanged.
+ * Checks each drive's files against what the host finds now: `probe` returns the fingerprint of file `i`
+ * of a drive (0: the image, 1…: its parents), or null when it cannot find it. Returns the first problem
+ * as a sentence (diskFileProblem), or null when every file is unchanged.
  */
-export function checkDiskRefs(refs: DiskRef[], probe: (ref: DiskRef) => { size: number; mtimeMs?: number; sha256?: string } | null): string | null {
+export async function checkDiskRefs(
+  refs: DiskRef[],
+  probe: (ref: DiskRef, i: number) => Promise<FileFingerprint | null> | FileFingerprint | null,
+): Promise<string | null> {
   for (const ref of refs) {
-    const now = probe(ref);
-    const name = ref.path ?? ref.id;
-    if (!now) return `base image '${name}' of disk ${ref.id} is missing`;
-    if (now.size !== ref.size) return `base image '${name}' changed since the snapshot (size ${now.size}, was ${ref.size})`;
-    if (ref.sha256 !== undefined && now.sha256 !== undefined && ref.sha256 !== now.sha256) {
-      return `base image '${name}' changed since the snapshot (content hash differs)`;
-    }
-    if (ref.sha256 === undefined && ref.mtimeMs !== undefined && now.mtimeMs !== ref.mtimeMs) {
-      return `base image '${name}' changed since the snapshot (modified ${new Date(now.mtimeMs ?? 0).toISOString()})`;
+    for (let i = 0; i < ref.files.length; i++) {
+      const problem = diskFileProblem(ref, i, await probe(ref, i));
+      if (problem) return problem;
     }
   }
   return null;

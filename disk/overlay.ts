@@ -7,8 +7,10 @@
  * A read goes to the base once for the whole request (unless every sector in it was written) and then
  * copies the written sectors over it.
  *
- * For snapshots: writtenRuns() lists the written sectors as runs with their data, restore() puts such a
- * list back (into an empty overlay, or over the current writes), clear() drops every write.
+ * For snapshots: writtenSpans() lists the written sectors as maximal runs (no data), copyWritten() copies
+ * the bytes of written sectors out (a snapshot copies them straight into its compression chunks, at the
+ * instant of the capture), writtenRuns() does both at once, restore() puts such runs back (into an empty
+ * overlay, or over the current writes), clear() drops every write.
  */
 import { DiskError, SECTOR_SIZE, type BlockDevice } from './block';
 import { checkRequest } from './util';
@@ -21,6 +23,12 @@ interface Cluster {
   /** bit i set: sector i of the cluster was written */
   mask: number;
   data: Uint8Array;
+}
+
+/** a run of written sectors */
+export interface WrittenSpan {
+  sector: number;
+  count: number;
 }
 
 /** a run of written sectors and their bytes (data.length = count * 512) */
@@ -130,8 +138,17 @@ export class CowOverlay implements BlockDevice {
 
   /** the written sectors as maximal runs in ascending order, with copies of their data */
   writtenRuns(): WrittenRun[] {
+    return this.writtenSpans().map(({ sector, count }) => {
+      const data = new Uint8Array(count * SECTOR_SIZE);
+      this.copyOut(sector, data);
+      return { sector, data };
+    });
+  }
+
+  /** the written sectors as maximal runs in ascending order (sector numbers and counts only) */
+  writtenSpans(): WrittenSpan[] {
     const keys = [...this.clusters.keys()].sort((a, b) => a - b);
-    const spans: { sector: number; count: number }[] = [];
+    const spans: WrittenSpan[] = [];
     for (const ci of keys) {
       const mask = this.clusters.get(ci)!.mask;
       let i = 0;
@@ -149,11 +166,18 @@ export class CowOverlay implements BlockDevice {
         i = j;
       }
     }
-    return spans.map(({ sector, count }) => {
-      const data = new Uint8Array(count * SECTOR_SIZE);
-      this.copyOut(sector, data);
-      return { sector, data };
-    });
+    return spans;
+  }
+
+  /**
+   * Copies the bytes of `out.length / 512` written sectors from `sector` into `out`; every one of them must
+   * have been written (a part of a span from writtenSpans()).
+   */
+  copyWritten(sector: number, out: Uint8Array): void {
+    if (out.length % SECTOR_SIZE !== 0 || !this.fullyWritten(sector, out.length / SECTOR_SIZE)) {
+      throw new DiskError(this.name, `overlay: sectors ${sector}+${out.length / SECTOR_SIZE} were not all written`);
+    }
+    this.copyOut(sector, out);
   }
 
   private copyOut(sector: number, out: Uint8Array): void {

@@ -122,7 +122,8 @@ Disks (the image format — raw, VHD, VDI, ISO — is detected from the contents
   --drive file=FILE[,if=ide|virtio-blk|virtio-scsi][,media=disk|cdrom][,format=raw|vhd|vdi|iso]
           [,readonly=on][,index=N][,snapshot=on]
                           any disk or CD-ROM; index: IDE slot 0–3 or SCSI target 0–7
-  --snapshot              keep every disk write in memory; the image files stay untouched
+  --snapshot              keep every disk write in memory; the image files stay untouched (with
+                          --restore: the snapshot's drives, so it can be restored again)
   --boot ORDER[,once=L][,menu=on][,splash-time=MS][,strict=on][,reboot-timeout=MS]
                           firmware boot order in QEMU's letters: c disk, d CD-ROM, a floppy,
                           n network (default cad)
@@ -161,7 +162,9 @@ Snapshots (the whole machine: CPU, RAM, devices, clock; see x86vm snapshot info)
   --save-on REGEX         save as soon as the serial output matches REGEX
   --restore FILE          continue from a snapshot in the mode it was saved in (RAM size and devices
                           come from it; a --deterministic run continues byte for byte); a console
-                          script running at the save goes on, unless --expect/--send give a new one
+                          script running at the save goes on, unless --expect/--send give a new one;
+                          the snapshot's disks come back with it (drive options are refused), found
+                          beside the snapshot first, and an image changed since the save is refused
   On a terminal, Ctrl-A S saves a snapshot (x86vm-DATE-TIME.snap) and goes on; Ctrl-A P pauses.
 
 Limits:

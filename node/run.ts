@@ -18,6 +18,7 @@ import {
   scriptForRun,
   saveScript,
   SnapshotFileError,
+  staleDiskNote,
   type RestoredRun,
   type SaveResult,
 } from './snapshot';
@@ -299,7 +300,10 @@ async function runVmWithDrives(options: RunOptions, hooks: RunHooks, drives: Ope
       if (romPath !== undefined) vgaRom = readInput(romPath, 'VGA BIOS');
     }
     const devices: PcDeviceFactory[] = [...(hooks.devices ?? [])];
-    if (drives.length) devices.push((p: Pc) => attachDrives(p, drives));
+    // the drives given now, or (--restore) the snapshot's, which restoreRun opens into `drives` first
+    devices.push((p: Pc) => {
+      if (drives.length) attachDrives(p, drives);
+    });
     if (options.nics?.length) {
       devices.push((p: Pc) => {
         nics = attachNics(p, options.nics!);
@@ -307,7 +311,7 @@ async function runVmWithDrives(options: RunOptions, hooks: RunHooks, drives: Ope
     }
 
     const pc = options.restore !== undefined
-      ? (restored = await restoreRun(options, { serial: serialSink, debugcon: debugconSink, post: postSink, devices })).pc
+      ? (restored = await restoreRun(options, { serial: serialSink, debugcon: debugconSink, post: postSink, devices }, drives)).pc
       : createPc({
       memSize: options.memSize,
       deterministic: options.deterministic,
@@ -442,12 +446,19 @@ async function runVmWithDrives(options: RunOptions, hooks: RunHooks, drives: Ope
       if (v !== undefined) origin[k!] = v;
     }
   }
-  const save = async (path: string): Promise<SaveResult> => {
+  /** `goOn`: the guest runs on after the save (Ctrl-A S): its next write to a directly-written disk is reported */
+  const save = async (path: string, goOn = false): Promise<SaveResult> => {
     // guest time stands still while saving (real-time mode)
     machine.clock.setRunning(false);
     try {
       // the script's progress and the output it has not seen yet travel with the snapshot
-      return await saveRunSnapshot(path, pcRef!, { roms, host: { script: saveScript(script), unfed: latin1(scriptOut) }, origin });
+      return await saveRunSnapshot(path, pcRef!, {
+        roms,
+        host: { script: saveScript(script), unfed: latin1(scriptOut) },
+        origin,
+        drives,
+        onStale: goOn ? (text) => hooks.notice?.(text) : undefined,
+      });
     } finally {
       if (!paused) machine.clock.setRunning(true);
     }
@@ -482,8 +493,8 @@ async function runVmWithDrives(options: RunOptions, hooks: RunHooks, drives: Ope
         const name = interactiveSnapshotName((n) => existsSync(dir ? join(dir, n) : n));
         const path = dir ? join(dir, name) : name;
         try {
-          const r = await save(path);
-          hooks.notice?.(`x86vm: snapshot saved to ${path} (instruction ${r.instructions}, ${(r.bytes / 1048576).toFixed(1)} MiB)`);
+          const r = await save(path, true);
+          hooks.notice?.(`x86vm: snapshot saved to ${path} (instruction ${r.instructions}, ${(r.bytes / 1048576).toFixed(1)} MiB)${staleDiskNote(r)}`);
         } catch (e) {
           if (!(e instanceof SnapshotFileError)) throw e;
           hooks.notice?.(`x86vm: ${e.message}`);

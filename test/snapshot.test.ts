@@ -10,45 +10,24 @@
  * Restoring the same snapshot twice gives the same output twice. Then bad snapshot files: a one-line
  * error naming the file and the problem, exit status 2, the file untouched.
  *
- * Disk-less guest only for now; the disk case (a snapshot with the disk busy) comes with the disk work.
+ * The disk case (a snapshot with the disks busy) is test/snapshot-disk.test.ts.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { runVm, SLICE } from '../node/run';
 import { parseCommandLine } from '../node/options';
 import { parseSnapshot, sectionJson, crc32 } from '../core/snapshot';
 import { nodeCompressor, type CliHostState } from '../node/snapshot';
+import { buildCli, PROMPT, runCli, type CliRun } from './helpers/guest';
 
-const ROOT = resolve(__dirname, '..');
-/** X86VM_CLI may point at another build of the CLI (the default is the one this test builds) */
-const BIN = process.env.X86VM_CLI ?? join(ROOT, 'dist', 'x86vm.mjs');
-const PROMPT = 'x86vm:/# ';
 const SESSION = ['--deterministic', '--timeout', '900', '--expect', PROMPT, '--send', 'uname -a; cat /proc/uptime\\n', '--expect', PROMPT, '--send', 'poweroff -f\\n'];
 const dir = mkdtempSync(join(tmpdir(), 'x86vm-snaptest-'));
 
-beforeAll(() => {
-  if (!process.env.X86VM_CLI) execFileSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
-});
+beforeAll(buildCli);
 
-interface Cli {
-  status: number | null;
-  out: string;
-  err: string;
-}
-
-function cli(args: string[]): Promise<Cli> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('latin1').on('data', (d: string) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.on('close', (status) => done({ status, out, err }));
-  });
-}
+const cli = (args: string[]): Promise<CliRun> => runCli(args);
 
 async function hostState(file: string): Promise<CliHostState> {
   return (await sectionJson(parseSnapshot(new Uint8Array(readFileSync(file))), 'host', nodeCompressor())) as CliHostState;

@@ -6,8 +6,9 @@
  * What the page adds to core/snapshot.ts: the firmware image mapped outside RAM (when one was booted)
  * goes in as a ROM section, as the CLI does; on restore the machine is rebuilt from the snapshot's own
  * configuration with this host's serial console, plus a VGA when the snapshot's machine had one.
- * Machines with disks are refused for now: core/snapshot.ts has no disk-overlay sections yet, and a
- * snapshot without the guest's disk writes would not restore the machine as it was.
+ * Machines with disks are refused: a snapshot names each disk image by its SHA-256 (core/snapshot.ts
+ * DiskRef), which the page cannot compute for a disk it reads by HTTP ranges without downloading it
+ * whole; a CLI snapshot holding disks is refused on restore for the same reason.
  */
 import type { Pc } from '../core/pc';
 import type { SerialSink } from '../core/host';

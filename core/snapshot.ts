@@ -1024,6 +1024,8 @@ export interface PcHostParts {
   serialExtra?: (SerialSink | null | undefined)[];
   /** used when the snapshot's machine had a debug console */
   debugcon?: SerialSink;
+  /** the firmware's debug log (port 0x402), if the host wants it: an output only, not in the snapshot */
+  firmwareLog?: SerialSink;
   post?: SerialSink;
   devices?: PcDeviceFactory[];
 }
@@ -1050,6 +1052,7 @@ export async function createPcFromSnapshot(snap: ParsedSnapshot, host: PcHostPar
       serial: host.serial,
       serialExtra: host.serialExtra,
       debugcon: c.debugcon ? (host.debugcon ?? { write() {} }) : undefined,
+      firmwareLog: host.firmwareLog,
       post: host.post,
       devices: host.devices,
       // the VGA's registers and video memory are in its saved state; its option ROM was copied into RAM

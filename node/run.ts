@@ -311,7 +311,7 @@ async function runVmWithDrives(options: RunOptions, hooks: RunHooks, drives: Ope
     }
 
     const pc = options.restore !== undefined
-      ? (restored = await restoreRun(options, { serial: serialSink, debugcon: debugconSink, post: postSink, devices }, drives)).pc
+      ? (restored = await restoreRun(options, { serial: serialSink, debugcon: debugconSink, firmwareLog: firmwareLogSink, post: postSink, devices }, drives)).pc
       : createPc({
       memSize: options.memSize,
       deterministic: options.deterministic,

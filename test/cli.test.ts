@@ -358,6 +358,23 @@ ${SERIAL_PUTS}`);
     expect(readFileSync(e9, 'latin1')).not.toMatch(/SeaBIOS/);
   });
 
+  it('--firmware-log works on --restore too: the log goes on where the snapshot left it', () => {
+    const log1 = join(tmp, 'fw-before.log');
+    const log2 = join(tmp, 'fw-after.log');
+    const snap = join(tmp, 'fw.snap');
+    const saved = x86vm(['run', '--bios', '/usr/share/seabios/bios.bin', '--vga', 'none', '--serial', 'none',
+      '--firmware-log', log1, '--save-state', snap, '--save-at', '3000000']);
+    expect(saved.status, saved.stderr).toBe(0);
+    const before = readFileSync(log1, 'latin1');
+    expect(before).toMatch(/^SeaBIOS \(version/m);
+    expect(before).not.toMatch(/No bootable device/);
+    const r = x86vm(['run', '--restore', snap, '--serial', 'none', '--firmware-log', log2, '--timeout', '8']);
+    expect(r.status, r.stderr).toBe(124);
+    const after = readFileSync(log2, 'latin1');
+    expect(after).not.toMatch(/SeaBIOS \(version/);
+    expect(after).toMatch(/No bootable device\./);
+  });
+
   it('exits 3 when the CPU halts with interrupts disabled', () => {
     const r = x86vm(['run', '--bios', bios('  cli\n  hlt')]);
     expect(r.status).toBe(3);
